@@ -1,0 +1,41 @@
+# Canopy — developer commands. `make run` and `make test` work on a fresh machine with only Python.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DEVSTAMP := $(VENV)/.installed-dev
+
+.PHONY: run test lint format bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(DEVSTAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@ $(STAMP)
+
+run: $(STAMP)  ## serve on the embedded PostgreSQL + Redis (or CANOPY_DATABASE_URL / CANOPY_REDIS_URL)
+	$(BIN)/canopy serve $(ARGS)
+
+test: $(DEVSTAMP)  ## the whole suite on real PostgreSQL + Redis (CANOPY_TEST_*_URL, else embedded)
+	$(BIN)/python -m pytest $(ARGS)
+
+lint: $(DEVSTAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: $(DEVSTAMP)
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(DEVSTAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+clean:
+	rm -rf $(VENV) .canopy-test .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,133 @@
+"""The ``canopy`` command: serve, worker, migrate, rules, ..."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import tempfile
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from app.config import get_settings
+from app.core import migrate as migrations
+from app.core.observability import configure_logging
+from app.core.services import Services, resolve_services
+from app.game.rules.cli import rules_app
+
+app = typer.Typer(help="Canopy: personal carbon accounts, Ant Forest style.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+
+logger = logging.getLogger("canopy.cli")
+
+
+def _services() -> Services:
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    try:
+        services = resolve_services(settings)
+    except Exception as exc:
+        typer.secho(f"canopy: cannot start: {exc}", err=True, fg="red")
+        raise typer.Exit(1) from exc
+    logger.info("using %s", services.describe())
+    return services
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip alembic upgrade")] = False,
+    no_worker: Annotated[
+        bool, typer.Option("--no-worker", help="no background jobs in this process")
+    ] = False,
+) -> None:
+    """Run the API (migrating first), on the configured or the embedded PostgreSQL and Redis."""
+    settings = get_settings()
+    if settings.database_url and settings.jwt_secret is None:
+        logger.warning(
+            "CANOPY_JWT_SECRET is unset: using the secret kept in %s; set it when running more "
+            "than one host",
+            settings.data_dir,
+        )
+    services = _services()
+    try:
+        if not no_migrate:
+            migrations.upgrade(services.database_url)
+        # uvicorn's worker processes read these: they use the servers this process resolved
+        os.environ["CANOPY_DATABASE_URL"] = services.database_url
+        os.environ["CANOPY_REDIS_URL"] = services.redis_url
+        os.environ["CANOPY_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+        if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canopy-metrics-")
+        shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
+        typer.secho(f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)",
+                    fg="green", err=True)
+        uvicorn.run(
+            "app.main:app_factory",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            proxy_headers=True,
+            log_config=None,
+            server_header=False,
+        )
+    finally:
+        services.stop_embedded()
+
+
+@app.command()
+def worker() -> None:
+    """Run background jobs only (no HTTP)."""
+    from app.core.clock import SystemClock
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.worker import Worker
+
+    settings = get_settings()
+    services = _services()
+
+    async def main() -> None:
+        engine = create_engine(services.database_url, settings)
+        jobs = Worker(create_sessionmaker(engine), SystemClock())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, jobs.stop)
+        try:
+            await jobs.run_forever()
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    finally:
+        services.stop_embedded()
+
+
+@app.command()
+def migrate(
+    revision: Annotated[str, typer.Argument(help="target revision")] = "head",
+    down: Annotated[bool, typer.Option("--down", help="downgrade to REVISION")] = False,
+) -> None:
+    """Migrate the database (``alembic upgrade head``; ``--down base`` to undo everything)."""
+    services = _services()
+    try:
+        if down:
+            migrations.downgrade(services.database_url, revision)
+        else:
+            migrations.upgrade(services.database_url, revision)
+        typer.echo(f"database at {revision}")
+    finally:
+        services.stop_embedded()
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

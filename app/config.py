@@ -1,0 +1,99 @@
+"""All configuration: one pydantic-settings class, environment prefix ``CANOPY_``."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from app.core.durations import parse_duration
+
+DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept ``postgresql://``/``postgres://`` and use the asyncpg driver."""
+    for prefix in ("postgresql+asyncpg://", "postgresql://", "postgres://"):
+        if url.startswith(prefix):
+            return "postgresql+asyncpg://" + url[len(prefix) :]
+    raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+
+
+class Settings(BaseSettings):
+    """Canopy's settings. Every contract variable is here; the rest have safe defaults."""
+
+    model_config = SettingsConfigDict(env_prefix="CANOPY_", extra="ignore")
+
+    # --- the contract's variables -------------------------------------------------------------
+    database_url: str | None = Field(
+        default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under data_dir"
+    )
+    redis_url: str | None = Field(
+        default=None, description="Redis URL; unset → embedded Redis under data_dir"
+    )
+    data_dir: Path = Field(default=Path(".canopy"), description="where embedded data is kept")
+    rules: Path | None = Field(default=None, description="rules file; unset → packaged default")
+    admin_token: SecretStr | None = Field(default=None, description="admin API bearer token")
+    jwt_secret: SecretStr | None = Field(
+        default=None, description="JWT signing secret; unset → generated once into data_dir"
+    )
+    webhook_allow_private: bool = False
+    webhook_retry_schedule: Annotated[list[timedelta], NoDecode] = Field(
+        default_factory=lambda: [parse_duration(p) for p in DEFAULT_RETRY_SCHEDULE.split(",")]
+    )
+
+    # --- more ---------------------------------------------------------------------------------
+    encryption_key: SecretStr | None = Field(
+        default=None,
+        description="key for secrets kept encrypted at rest (webhook secrets, stored replies); "
+        "unset → derived from the JWT secret",
+    )
+    access_token_ttl: timedelta = timedelta(minutes=15)
+    refresh_token_ttl: timedelta = timedelta(days=30)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    idempotency_ttl: timedelta = timedelta(hours=24)
+    in_process_worker: bool = Field(
+        default=False, description="run background jobs inside the API process (canopy serve)"
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "text"] = "json"
+    db_pool_size: int = Field(default=10, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str | None) -> str | None:
+        return normalize_database_url(value) if value else None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value or None
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _retry_schedule(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p for p in (p.strip() for p in value.split(",")) if p]
+            if not parts:
+                raise ValueError("needs at least one delay")
+            return [parse_duration(p) for p in parts]
+        return value
+
+    @field_validator("access_token_ttl", "refresh_token_ttl", "idempotency_ttl", mode="before")
+    @classmethod
+    def _durations(cls, value: object) -> object:
+        if isinstance(value, str | int) and not isinstance(value, bool):
+            return parse_duration(value)
+        return value
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

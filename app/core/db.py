@@ -1,0 +1,51 @@
+"""PostgreSQL access: one async engine per process, one session per request or job.
+
+The session dependency commits when the handler returns and rolls back on any error; services and
+repositories only ``flush()``, so a request's ledger entries land together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+from app.config import Settings
+from app.core.errors import CanopyError
+
+
+def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
+    return create_async_engine(
+        database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_pre_ping=True,
+        connect_args={"server_settings": {"application_name": "canopy", "timezone": "UTC"}},
+    )
+
+
+def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """A session for this request; committed after the handler returns, before the response."""
+    sessionmaker: async_sessionmaker[AsyncSession] = request.app.state.sessionmaker
+    async with sessionmaker() as session:
+        try:
+            yield session
+        except CanopyError as exc:
+            await (session.commit() if exc.keep_changes else session.rollback())
+            raise
+        except BaseException:
+            await session.rollback()
+            raise
+        else:
+            await session.commit()
+
+
+# scope="function": the commit happens when the endpoint returns, before the response is sent,
+# so a client never sees 201 for work that then failed to commit.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -1,0 +1,77 @@
+"""Redis-backed rate limits (the ``limits`` library, moving window), tuned in the rules' ``[limits]``.
+
+A limit is named after its rules key (``register``, ``login``, ``collect``, ...). When Redis is
+unreachable the limiter lets the request through and logs it: limits protect the service, they are
+not part of any balance's correctness.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable
+from functools import lru_cache
+
+from fastapi import Request
+from limits import RateLimitItem, parse
+from limits.aio.storage import RedisStorage
+from limits.aio.strategies import MovingWindowRateLimiter
+from prometheus_client import Counter
+from redis.asyncio import Redis
+
+from app.core.errors import RateLimited
+
+logger = logging.getLogger("canopy.ratelimit")
+
+RATE_LIMITED = Counter("canopy_rate_limited_total", "Requests refused by a rate limit", ["limit"])
+LIMITER_ERRORS = Counter("canopy_rate_limiter_errors_total", "Rate-limit checks skipped (Redis)")
+
+
+@lru_cache(maxsize=64)
+def _parse(spec: str) -> RateLimitItem:
+    return parse(spec)
+
+
+class RateLimiter:
+    """Checks named limits. ``spec_for(name)`` returns the current "N/period" for a name, so a
+    newly published rules version takes effect without a restart."""
+
+    def __init__(self, redis: Redis, spec_for: Callable[[str], str]) -> None:
+        self._storage = RedisStorage(
+            "async+redis://", implementation="redispy", connection_pool=redis.connection_pool,
+            key_prefix="canopy:rl",
+        )
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._spec_for = spec_for
+
+    async def hit(self, name: str, *key: str) -> None:
+        """Count one request against limit ``name`` for ``key``; raise 429 when over."""
+        item = _parse(self._spec_for(name))
+        try:
+            if await self._limiter.hit(item, name, *key):
+                return
+            stats = await self._limiter.get_window_stats(item, name, *key)
+        except Exception:  # Redis down or slow: fail open, visibly
+            LIMITER_ERRORS.inc()
+            logger.warning("rate limit check skipped: redis unavailable", extra={"limit": name})
+            return
+        RATE_LIMITED.labels(name).inc()
+        raise RateLimited(retry_after=math.ceil(stats.reset_time - time.time()))
+
+    async def reset(self) -> None:
+        await self._storage.reset()
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def limit_by_address(name: str) -> Callable[[Request], Awaitable[None]]:
+    """A dependency applying limit ``name`` per client address."""
+
+    async def dependency(request: Request) -> None:
+        limiter: RateLimiter = request.app.state.rate_limiter
+        await limiter.hit(name, client_address(request))
+
+    return dependency

@@ -1,0 +1,140 @@
+"""Passwords, tokens, API-key digests and encryption of secrets kept at rest."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import anyio
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from cryptography.fernet import Fernet, InvalidToken
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from app.config import Settings
+
+logger = logging.getLogger("canopy.security")
+
+_hasher = PasswordHasher()
+# Verifying against this when a handle is unknown keeps login timing the same either way.
+_DUMMY_HASH = _hasher.hash("canopy-dummy-password")
+
+JWT_ALGORITHM = "HS256"
+JWT_AUDIENCE = "canopy:user"
+
+
+async def hash_password(password: str) -> str:
+    """argon2id, off the event loop (it is deliberately slow)."""
+    return await anyio.to_thread.run_sync(_hasher.hash, password)
+
+
+async def verify_password(password_hash: str | None, password: str) -> bool:
+    def check() -> bool:
+        try:
+            return _hasher.verify(password_hash or _DUMMY_HASH, password) and bool(password_hash)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    return await anyio.to_thread.run_sync(check)
+
+
+def digest(token: str) -> str:
+    """SHA-256 hex digest of a high-entropy token (API keys, refresh tokens): stored instead of
+    the token, looked up by equality. Such tokens need no slow hash; guessing them is hopeless."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token(prefix: str, nbytes: int = 32) -> str:
+    return f"{prefix}{secrets.token_urlsafe(nbytes)}"
+
+
+def constant_time_equals(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def load_or_create_secret(data_dir: Path, name: str) -> str:
+    """A random secret kept in ``data_dir/name`` (mode 0600), created on first use."""
+    path = data_dir / name
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    # O_EXCL: if two processes race, one creates and the other reads what it wrote
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+@dataclass(frozen=True)
+class Keys:
+    """The process's signing and encryption keys."""
+
+    jwt_secret: str
+    fernet: Fernet
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Keys:
+        if settings.jwt_secret is not None:
+            jwt_secret = settings.jwt_secret.get_secret_value()
+        else:
+            jwt_secret = load_or_create_secret(settings.data_dir, "jwt_secret")
+        if settings.encryption_key is not None:
+            material = settings.encryption_key.get_secret_value().encode()
+        else:
+            material = jwt_secret.encode()
+        key = HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=b"canopy-at-rest-v1"
+        ).derive(material)
+        return cls(jwt_secret=jwt_secret, fernet=Fernet(base64.urlsafe_b64encode(key)))
+
+    def encrypt(self, plaintext: bytes) -> bytes:
+        return self.fernet.encrypt(plaintext)
+
+    def decrypt(self, token: bytes) -> bytes:
+        try:
+            return self.fernet.decrypt(token)
+        except InvalidToken as exc:  # key changed: a configuration problem, not user input
+            raise RuntimeError("cannot decrypt a stored secret: was the encryption key changed?") from exc
+
+    def encode_access_token(
+        self, *, user_id: str, session_id: str, now: datetime, ttl: timedelta
+    ) -> str:
+        claims: dict[str, Any] = {
+            "sub": user_id,
+            "sid": session_id,
+            "aud": JWT_AUDIENCE,
+            "iat": int(now.timestamp()),
+            "exp": int((now + ttl).timestamp()),
+        }
+        return jwt.encode(claims, self.jwt_secret, algorithm=JWT_ALGORITHM)
+
+    def decode_access_token(self, token: str, *, now: datetime) -> dict[str, Any] | None:
+        """The claims of a valid, unexpired access token, else None."""
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self.jwt_secret,
+                algorithms=[JWT_ALGORITHM],
+                audience=JWT_AUDIENCE,
+                options={"require": ["exp", "sub", "sid"], "verify_exp": False},
+            )
+        except jwt.PyJWTError:
+            return None
+        # expiry against the injectable clock, so tests can move time
+        if int(claims["exp"]) <= int(now.timestamp()):
+            return None
+        return claims

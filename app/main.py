@@ -1,0 +1,98 @@
+"""The FastAPI application: routers, middleware and the lifespan that owns the database engine,
+the Redis client, the rules, the rate limiter and (optionally) the in-process worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+
+from app.accounts.endpoints import auth_router, me_router
+from app.config import Settings, get_settings
+from app.core.bodylimit import BodyLimitMiddleware
+from app.core.clock import Clock, SystemClock
+from app.core.db import create_engine, create_sessionmaker
+from app.core.errors import install_error_handlers
+from app.core.observability import MetricsMiddleware, RequestIdMiddleware, configure_logging
+from app.core.ops import router as ops_router
+from app.core.ratelimit import RateLimiter
+from app.core.redis import create_redis
+from app.core.security import Keys
+from app.core.services import resolve_services
+from app.core.worker import Worker
+from app.game.rules.loader import load_rules
+from app.partners.endpoints import admin_router as partners_admin_router
+from app.partners.endpoints import partner_router
+
+logger = logging.getLogger("canopy")
+
+
+def create_app(
+    settings: Settings | None = None, *, clock: Clock | None = None, run_worker: bool | None = None
+) -> FastAPI:
+    """Build the app. ``run_worker`` defaults to the ``CANOPY_IN_PROCESS_WORKER`` setting."""
+    settings = settings or get_settings()
+    clock = clock or SystemClock()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await asyncio.to_thread(resolve_services, settings)
+        engine = create_engine(services.database_url, settings)
+        redis = create_redis(services.redis_url)
+        rules = load_rules(settings.rules)
+        app.state.settings = settings
+        app.state.clock = clock
+        app.state.keys = Keys.from_settings(settings)
+        app.state.engine = engine
+        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.redis = redis
+        app.state.rules = rules
+        app.state.rate_limiter = RateLimiter(
+            redis, lambda name: str(getattr(app.state.rules.rules.limits, name))
+        )
+        logger.info(
+            "canopy ready: %s; rules %s (%s)",
+            services.describe(),
+            rules.rules.version,
+            rules.sha256[:12],
+        )
+        worker_task: asyncio.Task[None] | None = None
+        worker: Worker | None = None
+        if run_worker if run_worker is not None else settings.in_process_worker:
+            worker = Worker(app.state.sessionmaker, clock)
+            worker_task = asyncio.create_task(worker.run_forever(), name="canopy-worker")
+        try:
+            yield
+        finally:
+            if worker is not None and worker_task is not None:
+                worker.stop()
+                await worker_task
+            await redis.aclose()
+            await engine.dispose()
+            await asyncio.to_thread(services.stop_embedded)
+
+    app = FastAPI(
+        title="Canopy",
+        version="1.0",
+        summary="Personal carbon accounts, Ant Forest style",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in (ops_router, auth_router, me_router, partners_admin_router, partner_router):
+        app.include_router(router)
+    # outermost first: ids for everything, metrics around everything, body limit closest to routes
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def app_factory() -> FastAPI:
+    """Entry for ``uvicorn --factory app.main:app_factory`` (what ``canopy serve`` runs)."""
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)

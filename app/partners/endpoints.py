@@ -1,0 +1,48 @@
+"""Admin management of partners (/admin/v1/partners) and the partner's own view (/partner/v1/me)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from app.admin.dependencies import AdminDep
+from app.core.db import SessionDep
+from app.core.deps import ClockDep, KeysDep, SettingsDep
+from app.partners import service
+from app.partners.dependencies import PartnerDep
+from app.partners.schemas import (
+    PartnerCreate,
+    PartnerCreated,
+    PartnerKeyRotated,
+    PartnerList,
+    PartnerSelf,
+)
+
+admin_router = APIRouter(prefix="/admin/v1/partners", tags=["admin"], dependencies=[AdminDep])
+partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
+
+
+@admin_router.post("", status_code=201, response_model=PartnerCreated)
+async def create_partner(
+    payload: PartnerCreate, session: SessionDep, keys: KeysDep, settings: SettingsDep, clock: ClockDep
+) -> PartnerCreated:
+    """Create a partner. The API key and webhook secret are shown in this answer only."""
+    return await service.create_partner(session, keys, settings, payload, clock.now())
+
+
+@admin_router.get("", response_model=PartnerList)
+async def list_partners(session: SessionDep) -> PartnerList:
+    return PartnerList(partners=await service.list_partners(session))
+
+
+@admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
+async def rotate_key(partner_id: uuid.UUID, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
+    """Issue a new API key; the old one stops working at once."""
+    return await service.rotate_key(session, partner_id, clock.now())
+
+
+@partner_router.get("/me", response_model=PartnerSelf)
+async def whoami(partner: PartnerDep) -> PartnerSelf:
+    """Which partner this key belongs to and its scopes — handy for checking a key."""
+    return PartnerSelf(id=partner.id, name=partner.name, scopes=partner.scopes)

@@ -1,0 +1,77 @@
+"""API shapes for partners."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+
+class Scope(StrEnum):
+    activities = "activities"
+    orders = "orders"
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http(s) URL with a host")
+    if parts.username or parts.password:
+        raise ValueError("must not carry credentials")
+    return value
+
+
+WebhookURL = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_check_url)]
+
+
+def is_private_host(host: str) -> bool:
+    """Loopback, private, link-local and other non-public literal addresses (and localhost)."""
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost") or name.endswith(".local"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False  # a DNS name: checked again when delivering, against what it resolves to
+    return not address.is_global
+
+
+class PartnerCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+    scopes: Annotated[list[Scope], Field(min_length=1, max_length=8)]
+    webhook_url: WebhookURL | None = None
+
+
+class PartnerPublic(BaseModel):
+    id: uuid.UUID
+    name: str
+    scopes: list[str]
+    webhook_url: str | None
+    api_key_prefix: str = Field(description="first characters of the key, to tell keys apart")
+    created_at: datetime
+
+
+class PartnerCreated(PartnerPublic):
+    api_key: str = Field(description="shown once")
+    webhook_secret: str = Field(description="whsec_… for verifying webhooks; shown once")
+
+
+class PartnerKeyRotated(PartnerPublic):
+    api_key: str = Field(description="shown once; the previous key stops working now")
+
+
+class PartnerList(BaseModel):
+    partners: list[PartnerPublic]
+
+
+class PartnerSelf(BaseModel):
+    id: uuid.UUID
+    name: str
+    scopes: list[str]

@@ -1,0 +1,171 @@
+"""Test infrastructure: real PostgreSQL and Redis, never mocks.
+
+- ``CANOPY_TEST_DATABASE_URL`` / ``CANOPY_TEST_REDIS_URL`` name servers to use (CI sets them);
+  unset, the embedded PostgreSQL/Redis are started under ``.canopy-test/``.
+- Each run gets a fresh database created on that server, migrated with ``alembic upgrade head``,
+  and dropped at the end. Each test that touches data starts from truncated tables and an
+  empty Redis database, so tests are independent, and concurrency tests can commit for real.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from pydantic import SecretStr
+from redis.asyncio import Redis
+from sqlalchemy.engine import make_url
+
+from app.config import Settings, normalize_database_url
+from app.core import migrate
+from app.core.clock import FrozenClock
+from app.core.embedded import EmbeddedServer, ensure_postgres, ensure_redis
+from app.main import create_app
+from app.models import metadata
+
+ROOT = Path(__file__).resolve().parent.parent
+ADMIN_TOKEN = "test-admin-token-0123456789"
+GENEROUS_LIMIT = "100000/minute"
+
+
+@dataclass
+class TestServers:
+    database_url: str  # the per-run database, asyncpg dialect
+    redis_url: str
+    admin_dsn: str  # plain asyncpg DSN of the server's maintenance database
+
+
+def _plain_dsn(url: str) -> str:
+    return make_url(normalize_database_url(url)).set(drivername="postgresql").render_as_string(
+        hide_password=False
+    )
+
+
+async def _create_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+async def _drop_database(admin_dsn: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_dsn)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+def fresh_database(servers: TestServers, prefix: str = "canopy_test") -> str:
+    """Create an empty database on the test server; returns its asyncpg URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    asyncio.run(_create_database(servers.admin_dsn, name))
+    return (
+        make_url(servers.database_url).set(database=name).render_as_string(hide_password=False)
+    )
+
+
+def drop_database(servers: TestServers, url: str) -> None:
+    asyncio.run(_drop_database(servers.admin_dsn, make_url(url).database or ""))
+
+
+@pytest.fixture(scope="session")
+def test_servers() -> Iterator[TestServers]:
+    started: list[EmbeddedServer] = []
+    data_dir = ROOT / ".canopy-test"
+    db_url = os.environ.get("CANOPY_TEST_DATABASE_URL")
+    redis_url = os.environ.get("CANOPY_TEST_REDIS_URL")
+    try:
+        if not db_url:
+            pg = ensure_postgres(data_dir)
+            started.append(pg)
+            db_url = pg.url
+        if not redis_url:
+            rd = ensure_redis(data_dir)
+            started.append(rd)
+            redis_url = rd.url
+        base = TestServers(normalize_database_url(db_url), redis_url, _plain_dsn(db_url))
+        run_url = fresh_database(base)
+        migrate.upgrade(run_url)
+        servers = TestServers(run_url, redis_url, base.admin_dsn)
+        yield servers
+        drop_database(servers, run_url)
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    return FrozenClock(datetime(2026, 11, 29, 4, 0, tzinfo=UTC))
+
+
+@pytest.fixture
+def settings(test_servers: TestServers, tmp_path: Path) -> Settings:
+    return Settings(
+        database_url=test_servers.database_url,
+        redis_url=test_servers.redis_url,
+        data_dir=tmp_path / "data",
+        admin_token=SecretStr(ADMIN_TOKEN),
+        jwt_secret=SecretStr("test-jwt-secret-that-is-long-enough-0123456789"),
+        webhook_allow_private=False,
+    )
+
+
+async def _clean(test_servers: TestServers) -> None:
+    conn = await asyncpg.connect(_plain_dsn(test_servers.database_url))
+    try:
+        tables = ", ".join(f'"{t.name}"' for t in metadata.sorted_tables)
+        await conn.execute(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await conn.close()
+    redis = Redis.from_url(test_servers.redis_url)
+    try:
+        await redis.flushdb()
+    finally:
+        await redis.aclose()
+
+
+def set_limits(app: FastAPI, **limits: str) -> None:
+    """Replace rate limits on a running test app (the rules object is immutable: swap a copy)."""
+    loaded = app.state.rules
+    rules = loaded.rules.model_copy(
+        update={"limits": loaded.rules.limits.model_copy(update=limits)}
+    )
+    app.state.rules = type(loaded)(rules=rules, text=loaded.text, sha256=loaded.sha256)
+
+
+@pytest.fixture
+async def app(settings: Settings, clock: FrozenClock, test_servers: TestServers) -> AsyncIterator[FastAPI]:
+    await _clean(test_servers)
+    application = create_app(settings, clock=clock, run_worker=False)
+    async with LifespanManager(application):
+        # most tests register many users from one address; rate-limit tests lower these again
+        set_limits(
+            application,
+            **{name: GENEROUS_LIMIT for name in type(application.state.rules.rules.limits).model_fields},
+        )
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+        yield c
+
+
+@pytest.fixture
+def admin_headers() -> dict[str, str]:
+    return {"Authorization": f"Bearer {ADMIN_TOKEN}"}
