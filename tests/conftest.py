@@ -40,6 +40,8 @@ GENEROUS_LIMIT = "100000/minute"
 
 @dataclass
 class TestServers:
+    __test__ = False  # a fixture value, not a test class
+
     database_url: str  # the per-run database, asyncpg dialect
     redis_url: str
     admin_dsn: str  # plain asyncpg DSN of the server's maintenance database

@@ -160,6 +160,8 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, CanopyError):  # FastAPI wraps errors raised while reading a body
+        return await _canopy_error(request, exc.__cause__)
     codes = {
         404: NotFound,
         405: MethodNotAllowed,

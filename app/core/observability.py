@@ -52,8 +52,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
+    handler.set_name("canopy")
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # replace our own handler on reconfiguration; leave others (pytest's capture) alone
+    root.handlers[:] = [h for h in root.handlers if h.get_name() != "canopy"] + [handler]
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
