@@ -65,8 +65,11 @@ def serve(
         if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canopy-metrics-")
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
-        typer.secho(f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)",
-                    fg="green", err=True)
+        typer.secho(
+            f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)",
+            fg="green",
+            err=True,
+        )
         uvicorn.run(
             "app.main:app_factory",
             factory=True,

@@ -48,8 +48,10 @@ class TestServers:
 
 
 def _plain_dsn(url: str) -> str:
-    return make_url(normalize_database_url(url)).set(drivername="postgresql").render_as_string(
-        hide_password=False
+    return (
+        make_url(normalize_database_url(url))
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
     )
 
 
@@ -73,9 +75,7 @@ def fresh_database(servers: TestServers, prefix: str = "canopy_test") -> str:
     """Create an empty database on the test server; returns its asyncpg URL."""
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     asyncio.run(_create_database(servers.admin_dsn, name))
-    return (
-        make_url(servers.database_url).set(database=name).render_as_string(hide_password=False)
-    )
+    return make_url(servers.database_url).set(database=name).render_as_string(hide_password=False)
 
 
 def drop_database(servers: TestServers, url: str) -> None:
@@ -149,14 +149,19 @@ def set_limits(app: FastAPI, **limits: str) -> None:
 
 
 @pytest.fixture
-async def app(settings: Settings, clock: FrozenClock, test_servers: TestServers) -> AsyncIterator[FastAPI]:
+async def app(
+    settings: Settings, clock: FrozenClock, test_servers: TestServers
+) -> AsyncIterator[FastAPI]:
     await _clean(test_servers)
     application = create_app(settings, clock=clock, run_worker=False)
     async with LifespanManager(application):
         # most tests register many users from one address; rate-limit tests lower these again
         set_limits(
             application,
-            **{name: GENEROUS_LIMIT for name in type(application.state.rules.rules.limits).model_fields},
+            **{
+                name: GENEROUS_LIMIT
+                for name in type(application.state.rules.rules.limits).model_fields
+            },
         )
         yield application
 

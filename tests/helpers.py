@@ -29,9 +29,7 @@ async def register(client: httpx.AsyncClient, handle: str, **extra: Any) -> Play
     )
     assert response.status_code == 201, response.text
     body = response.json()
-    return Player(
-        body["user"]["id"], handle, body["access_token"], body["refresh_token"], body
-    )
+    return Player(body["user"]["id"], handle, body["access_token"], body["refresh_token"], body)
 
 
 def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:

@@ -42,7 +42,9 @@ class AuthSession(SQLModel, table=True):
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(
-        sa_column=Column(UUID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+        sa_column=Column(
+            UUID, ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True
+        )
     )
     created_at: datetime = ts_field()
     refreshed_at: datetime = ts_field()

@@ -10,8 +10,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.accounts.models import AuthSession, RefreshToken, User
+from app.core.models import table_of
 
 
 @dataclass(frozen=True)
@@ -36,19 +38,19 @@ class AccountsRepository:
         return (await self.session.execute(stmt)).scalars().first()
 
     async def get_by_handle(self, handle: str) -> User | None:
-        stmt = select(User).where(User.handle == handle, User.erased_at.is_(None))  # type: ignore[union-attr]
+        stmt = select(User).where(col(User.handle) == handle, col(User.erased_at).is_(None))
         return (await self.session.execute(stmt)).scalars().first()
 
     async def get_authenticated(self, user_id: uuid.UUID, session_id: uuid.UUID) -> User | None:
         """The user behind an access token, provided its login is still live: one query."""
         stmt = (
             select(User)
-            .join(AuthSession, AuthSession.user_id == User.id)  # type: ignore[arg-type]
+            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
             .where(
-                User.id == user_id,
-                User.erased_at.is_(None),  # type: ignore[union-attr]
-                AuthSession.id == session_id,
-                AuthSession.revoked_at.is_(None),  # type: ignore[union-attr]
+                col(User.id) == user_id,
+                col(User.erased_at).is_(None),
+                col(AuthSession.id) == session_id,
+                col(AuthSession.revoked_at).is_(None),
             )
         )
         return (await self.session.execute(stmt)).scalars().first()
@@ -73,7 +75,7 @@ class AccountsRepository:
         self, token_hash: str, now: datetime
     ) -> tuple[uuid.UUID, uuid.UUID] | None:
         """Mark a live refresh token used, atomically; (session_id, user_id) if this call did."""
-        rt, login = RefreshToken.__table__.c, AuthSession.__table__.c  # type: ignore[attr-defined]
+        rt, login = table_of(RefreshToken).c, table_of(AuthSession).c
         stmt = (
             update(RefreshToken)
             .where(
@@ -90,27 +92,27 @@ class AccountsRepository:
         return (row[0], row[1]) if row else None
 
     async def refresh_token_state(self, token_hash: str) -> RefreshTokenState | None:
-        rt = RefreshToken.__table__.c  # type: ignore[attr-defined]
+        rt = table_of(RefreshToken).c
         stmt = select(rt.session_id, rt.used_at, rt.expires_at).where(rt.token_hash == token_hash)
         row = (await self.session.execute(stmt)).first()
         return RefreshTokenState(row[0], row[1], row[2]) if row else None
 
     async def touch_login(self, session_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
-            update(AuthSession).where(AuthSession.id == session_id).values(refreshed_at=now)  # type: ignore[arg-type]
+            update(AuthSession).where(col(AuthSession.id) == session_id).values(refreshed_at=now)
         )
 
     async def revoke_login(self, session_id: uuid.UUID, now: datetime, reason: str) -> None:
         await self.session.execute(
             update(AuthSession)
-            .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))  # type: ignore[arg-type, union-attr]
+            .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
             .values(revoked_at=now, revoked_reason=reason)
         )
 
     async def update_user(self, user_id: uuid.UUID, now: datetime, **values: Any) -> User:
         stmt = (
             update(User)
-            .where(User.id == user_id)  # type: ignore[arg-type]
+            .where(col(User.id) == user_id)
             .values(updated_at=now, **values)
             .returning(User)
             .execution_options(populate_existing=True)

@@ -5,11 +5,18 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
 from functools import cache
+from typing import Annotated, Literal
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+)
 
 _HANDLE = re.compile(r"^[a-z0-9_]{3,32}$")
 _REGION = re.compile(r"^[a-z0-9_]{1,64}$")
@@ -21,7 +28,7 @@ def _normalize_handle(value: object) -> object:
 
 def _check_handle(value: str) -> str:
     if not _HANDLE.match(value):
-        raise ValueError("must be 3–32 characters of a–z, 0–9 and _")
+        raise ValueError("must be 3-32 characters of a-z, 0-9 and _")
     return value
 
 
@@ -39,7 +46,7 @@ def _iana_zones() -> frozenset[str]:
 
 def _check_region(value: str) -> str:
     if not _REGION.match(value):
-        raise ValueError("must be 1–64 characters of a–z, 0–9 and _ (e.g. 'shenzhen')")
+        raise ValueError("must be 1-64 characters of a-z, 0-9 and _ (e.g. 'shenzhen')")
     return value
 
 
@@ -96,7 +103,7 @@ class UserPublic(BaseModel):
 class Tokens(BaseModel):
     access_token: str
     refresh_token: str
-    token_type: Literal["bearer"] = "bearer"
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105
     expires_in: int = Field(description="seconds until the access token expires")
 
 

@@ -106,7 +106,9 @@ async def register(
     return await _issue(repo, ctx, user, session_id)
 
 
-async def sign_in(session: AsyncSession, ctx: AuthContext, handle: str, password: str) -> AuthResult:
+async def sign_in(
+    session: AsyncSession, ctx: AuthContext, handle: str, password: str
+) -> AuthResult:
     repo = AccountsRepository(session)
     user = await repo.get_by_handle(handle)
     # verify even for unknown handles so both cases take the same time
@@ -147,4 +149,3 @@ async def update_profile(session: AsyncSession, user: User, patch: MePatch, now:
     if not changes:
         return user
     return await AccountsRepository(session).update_user(user.id, now, **changes)
-

@@ -12,7 +12,9 @@ from app.core.deps import SettingsDep, bearer_token
 from app.core.errors import NotFound, Unauthorized
 from app.core.security import constant_time_equals
 
-admin_bearer = HTTPBearer(auto_error=False, scheme_name="AdminToken", description="CANOPY_ADMIN_TOKEN")
+admin_bearer = HTTPBearer(
+    auto_error=False, scheme_name="AdminToken", description="CANOPY_ADMIN_TOKEN"
+)
 
 
 async def require_admin(

@@ -28,7 +28,7 @@ from starlette.responses import Response
 from app.core.clock import Clock
 from app.core.db import SessionDep
 from app.core.errors import CanopyError
-from app.core.models import ts_field
+from app.core.models import table_of, ts_field
 from app.core.security import Keys
 
 
@@ -86,10 +86,8 @@ class Idempotency:
         clock: Clock = state.clock
         keys: Keys = state.keys
         now = clock.now()
-        fp = fingerprint(
-            self.request.method, self.request.url.path, await self.request.body()
-        )
-        table = IdempotencyRecord.__table__
+        fp = fingerprint(self.request.method, self.request.url.path, await self.request.body())
+        table = table_of(IdempotencyRecord)
         claim = (
             insert(table)
             .values(
@@ -139,7 +137,12 @@ class Idempotency:
                 "UPDATE idempotency_keys SET status_code = :status, response = :response "
                 "WHERE owner = :owner AND key = :key"
             ),
-            {"status": status_code, "response": keys.encrypt(body), "owner": owner, "key": self.key},
+            {
+                "status": status_code,
+                "response": keys.encrypt(body),
+                "owner": owner,
+                "key": self.key,
+            },
         )
         return _json_response(status_code, body, replayed=False)
 

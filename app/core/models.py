@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import MetaData, Table
 from sqlalchemy.types import DateTime
 from sqlmodel import Field, SQLModel
 
@@ -27,6 +27,15 @@ def new_id() -> uuid.UUID:
     return uuid.uuid4()
 
 
-def ts_field(*, nullable: bool = False, index: bool = False, default: datetime | None = None) -> Any:
+def ts_field(
+    *, nullable: bool = False, index: bool = False, default: datetime | None = None
+) -> Any:
     """A ``timestamptz`` column (timezone-aware datetimes in Python)."""
     return Field(default=default, sa_type=DateTime(timezone=True), nullable=nullable, index=index)
+
+
+def table_of(model: type[SQLModel]) -> Table:
+    """The Core ``Table`` of a table model, typed (for set-based statements)."""
+    table = model.__table__  # type: ignore[attr-defined]
+    assert isinstance(table, Table)
+    return table

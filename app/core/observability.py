@@ -21,11 +21,13 @@ request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 HTTP_REQUESTS = Counter(
-    "canopy_http_requests_total", "HTTP requests by route template and status",
+    "canopy_http_requests_total",
+    "HTTP requests by route template and status",
     ["method", "route", "status"],
 )
 HTTP_LATENCY = Histogram(
-    "canopy_http_request_duration_seconds", "HTTP request latency by route template",
+    "canopy_http_request_duration_seconds",
+    "HTTP request latency by route template",
     ["method", "route"],
     buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )

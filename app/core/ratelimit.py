@@ -1,4 +1,4 @@
-"""Redis-backed rate limits (the ``limits`` library, moving window), tuned in the rules' ``[limits]``.
+"""Redis-backed rate limits (``limits`` library, moving window), tuned in the rules' ``[limits]``.
 
 A limit is named after its rules key (``register``, ``login``, ``collect``, ...). When Redis is
 unreachable the limiter lets the request through and logs it: limits protect the service, they are
@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from functools import lru_cache
+from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem, parse
@@ -38,9 +39,10 @@ class RateLimiter:
     newly published rules version takes effect without a restart."""
 
     def __init__(self, redis: Redis, spec_for: Callable[[str], str]) -> None:
+        # share the app's connection pool rather than opening a second one
+        pool: Any = redis.connection_pool
         self._storage = RedisStorage(
-            "async+redis://", implementation="redispy", connection_pool=redis.connection_pool,
-            key_prefix="canopy:rl",
+            "async+redis://", implementation="redispy", connection_pool=pool, key_prefix="canopy:rl"
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._spec_for = spec_for

@@ -11,7 +11,11 @@ from redis.asyncio import Redis
 
 def create_redis(url: str) -> Redis:
     return Redis.from_url(
-        url, decode_responses=False, socket_connect_timeout=2, socket_timeout=2, health_check_interval=30
+        url,
+        decode_responses=False,
+        socket_connect_timeout=2,
+        socket_timeout=2,
+        health_check_interval=30,
     )
 
 

@@ -108,7 +108,9 @@ class Keys:
         try:
             return self.fernet.decrypt(token)
         except InvalidToken as exc:  # key changed: a configuration problem, not user input
-            raise RuntimeError("cannot decrypt a stored secret: was the encryption key changed?") from exc
+            raise RuntimeError(
+                "cannot decrypt a stored secret: was the encryption key changed?"
+            ) from exc
 
     def encode_access_token(
         self, *, user_id: str, session_id: str, now: datetime, ttl: timedelta

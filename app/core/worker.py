@@ -8,6 +8,7 @@ Domains register their jobs in :func:`default_jobs`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -87,10 +88,8 @@ class Worker:
         logger.info("worker started", extra={"jobs": [j.name for j in self.jobs]})
         while not self._stop.is_set():
             await self.run_due()
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=self.tick)
-            except TimeoutError:
-                pass
         logger.info("worker stopped")
 
     def stop(self) -> None:

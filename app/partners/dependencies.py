@@ -16,7 +16,9 @@ from app.partners.models import Partner
 from app.partners.repository import PartnersRepository
 from app.partners.schemas import Scope
 
-partner_bearer = HTTPBearer(auto_error=False, scheme_name="PartnerKey", description="partner API key")
+partner_bearer = HTTPBearer(
+    auto_error=False, scheme_name="PartnerKey", description="partner API key"
+)
 
 
 async def current_partner(

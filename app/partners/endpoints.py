@@ -25,7 +25,11 @@ partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
 
 @admin_router.post("", status_code=201, response_model=PartnerCreated)
 async def create_partner(
-    payload: PartnerCreate, session: SessionDep, keys: KeysDep, settings: SettingsDep, clock: ClockDep
+    payload: PartnerCreate,
+    session: SessionDep,
+    keys: KeysDep,
+    settings: SettingsDep,
+    clock: ClockDep,
 ) -> PartnerCreated:
     """Create a partner. The API key and webhook secret are shown in this answer only."""
     return await service.create_partner(session, keys, settings, payload, clock.now())
@@ -37,7 +41,9 @@ async def list_partners(session: SessionDep) -> PartnerList:
 
 
 @admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
-async def rotate_key(partner_id: uuid.UUID, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
+async def rotate_key(
+    partner_id: uuid.UUID, session: SessionDep, clock: ClockDep
+) -> PartnerKeyRotated:
     """Issue a new API key; the old one stops working at once."""
     return await service.rotate_key(session, partner_id, clock.now())
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from app.partners.models import Partner
 
@@ -22,20 +23,20 @@ class PartnersRepository:
         return partner
 
     async def list(self) -> list[Partner]:
-        stmt = select(Partner).order_by(Partner.created_at, Partner.id)  # type: ignore[arg-type]
+        stmt = select(Partner).order_by(col(Partner.created_at), col(Partner.id))
         return list((await self.session.execute(stmt)).scalars())
 
     async def by_key_hash(self, key_hash: str) -> Partner | None:
         stmt = select(Partner).where(
-            Partner.api_key_hash == key_hash,
-            Partner.disabled_at.is_(None),  # type: ignore[union-attr]
+            col(Partner.api_key_hash) == key_hash,
+            col(Partner.disabled_at).is_(None),
         )
         return (await self.session.execute(stmt)).scalars().first()
 
     async def update(self, partner_id: uuid.UUID, now: datetime, **values: Any) -> Partner | None:
         stmt = (
             update(Partner)
-            .where(Partner.id == partner_id)  # type: ignore[arg-type]
+            .where(col(Partner.id) == partner_id)
             .values(updated_at=now, **values)
             .returning(Partner)
             .execution_options(populate_existing=True)

@@ -85,7 +85,9 @@ async def create_partner(
     )
 
 
-async def rotate_key(session: AsyncSession, partner_id: uuid.UUID, now: datetime) -> PartnerKeyRotated:
+async def rotate_key(
+    session: AsyncSession, partner_id: uuid.UUID, now: datetime
+) -> PartnerKeyRotated:
     api_key = new_token(API_KEY_PREFIX)
     partner = await PartnersRepository(session).update(
         partner_id, now, api_key_hash=digest(api_key), api_key_prefix=api_key[:12]

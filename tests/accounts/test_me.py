@@ -10,15 +10,24 @@ class TestMe:
         alice = await register(client, "alice", display_name="Alice", region="wuhan")
         me = (await client.get("/v1/me", headers=alice.headers)).json()
         assert set(me) >= {
-            "id", "handle", "display_name", "timezone", "region", "balance_g",
-            "collected_total_g", "co2e_avoided_g", "created_at",
+            "id",
+            "handle",
+            "display_name",
+            "timezone",
+            "region",
+            "balance_g",
+            "collected_total_g",
+            "co2e_avoided_g",
+            "created_at",
         }
         assert me["id"] == alice.id and me["region"] == "wuhan"
         assert "password_hash" not in me
 
     async def test_patch_changes_only_what_is_sent(self, client: httpx.AsyncClient) -> None:
         alice = await register(client, "alice", display_name="Alice", region="wuhan")
-        response = await client.patch("/v1/me", json={"timezone": "Europe/Berlin"}, headers=alice.headers)
+        response = await client.patch(
+            "/v1/me", json={"timezone": "Europe/Berlin"}, headers=alice.headers
+        )
         assert response.status_code == 200
         me = response.json()
         assert me["timezone"] == "Europe/Berlin"
@@ -27,7 +36,11 @@ class TestMe:
 
     async def test_null_clears_display_name_and_region(self, client: httpx.AsyncClient) -> None:
         alice = await register(client, "alice", display_name="Alice", region="wuhan")
-        me = (await client.patch("/v1/me", json={"display_name": None, "region": None}, headers=alice.headers)).json()
+        me = (
+            await client.patch(
+                "/v1/me", json={"display_name": None, "region": None}, headers=alice.headers
+            )
+        ).json()
         assert me["display_name"] is None and me["region"] is None
 
     async def test_invalid_patch_changes_nothing(self, client: httpx.AsyncClient) -> None:

@@ -34,7 +34,9 @@ class TestRegister:
         assert user["co2e_avoided_g"] == 0
         assert user["created_at"].endswith("Z") or user["created_at"].endswith("+00:00")
 
-    async def test_default_timezone_comes_from_rules(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_default_timezone_comes_from_rules(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         alice = await register(client, "alice")
         assert alice.body["user"]["timezone"] == app.state.rules.rules.timezone == "Asia/Shanghai"
 
@@ -45,14 +47,18 @@ class TestRegister:
 
     async def test_handle_is_case_insensitive(self, client: httpx.AsyncClient) -> None:
         await register(client, "Carol")
-        response = await client.post("/v1/auth/register", json={"handle": "carol", "password": PASSWORD})
+        response = await client.post(
+            "/v1/auth/register", json={"handle": "carol", "password": PASSWORD}
+        )
         assert_problem(response, 409, "handle_taken")
 
     async def test_taken_handle_is_409_and_creates_nothing(
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:
         await register(client, "alice")
-        response = await client.post("/v1/auth/register", json={"handle": "alice", "password": "another-pass"})
+        response = await client.post(
+            "/v1/auth/register", json={"handle": "alice", "password": "another-pass"}
+        )
         assert_problem(response, 409, "handle_taken")
         assert await count_users(app) == 1
 
@@ -87,7 +93,9 @@ class TestRegister:
     ) -> None:
         responses = await asyncio.gather(
             *(
-                client.post("/v1/auth/register", json={"handle": "race", "password": f"{PASSWORD}{i}"})
+                client.post(
+                    "/v1/auth/register", json={"handle": "race", "password": f"{PASSWORD}{i}"}
+                )
                 for i in range(12)
             )
         )
@@ -113,7 +121,9 @@ class TestRegisterIdempotency:
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:
         headers = {"Idempotency-Key": "reg-2"}
-        await client.post("/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers)
+        await client.post(
+            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers
+        )
         response = await client.post(
             "/v1/auth/register", json={"handle": "bob", "password": PASSWORD}, headers=headers
         )
@@ -123,10 +133,14 @@ class TestRegisterIdempotency:
     async def test_key_order_in_the_body_does_not_matter(self, client: httpx.AsyncClient) -> None:
         headers = {"Idempotency-Key": "reg-3", "Content-Type": "application/json"}
         first = await client.post(
-            "/v1/auth/register", content=b'{"handle":"alice","password":"%s"}' % PASSWORD.encode(), headers=headers
+            "/v1/auth/register",
+            content=b'{"handle":"alice","password":"%s"}' % PASSWORD.encode(),
+            headers=headers,
         )
         second = await client.post(
-            "/v1/auth/register", content=b'{"password":"%s", "handle":"alice"}' % PASSWORD.encode(), headers=headers
+            "/v1/auth/register",
+            content=b'{"password":"%s", "handle":"alice"}' % PASSWORD.encode(),
+            headers=headers,
         )
         assert second.status_code == 201
         assert second.json() == first.json()
@@ -136,7 +150,10 @@ class TestRegisterIdempotency:
     ) -> None:
         payload = {"handle": "alice", "password": PASSWORD}
         responses = await asyncio.gather(
-            *(client.post("/v1/auth/register", json=payload, headers={"Idempotency-Key": "same"}) for _ in range(10))
+            *(
+                client.post("/v1/auth/register", json=payload, headers={"Idempotency-Key": "same"})
+                for _ in range(10)
+            )
         )
         assert {r.status_code for r in responses} == {201}
         assert len({r.json()["user"]["id"] for r in responses}) == 1
@@ -146,27 +163,39 @@ class TestRegisterIdempotency:
     async def test_a_failed_request_does_not_burn_the_key(self, client: httpx.AsyncClient) -> None:
         await register(client, "taken")
         headers = {"Idempotency-Key": "reg-4"}
-        failed = await client.post("/v1/auth/register", json={"handle": "taken", "password": PASSWORD}, headers=headers)
+        failed = await client.post(
+            "/v1/auth/register", json={"handle": "taken", "password": PASSWORD}, headers=headers
+        )
         assert_problem(failed, 409, "handle_taken")
         # nothing was stored for the key, so the corrected request under the same key goes through
-        fixed = await client.post("/v1/auth/register", json={"handle": "free", "password": PASSWORD}, headers=headers)
+        fixed = await client.post(
+            "/v1/auth/register", json={"handle": "free", "password": PASSWORD}, headers=headers
+        )
         assert fixed.status_code == 201
         assert fixed.headers.get("idempotent-replayed") is None
 
-    async def test_stored_response_is_encrypted(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_stored_response_is_encrypted(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         alice = await client.post(
-            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers={"Idempotency-Key": "k"}
+            "/v1/auth/register",
+            json={"handle": "alice", "password": PASSWORD},
+            headers={"Idempotency-Key": "k"},
         )
         async with app.state.engine.connect() as conn:
             from sqlalchemy import text
 
-            stored = (await conn.execute(text("SELECT response FROM idempotency_keys"))).scalar_one()
+            stored = (
+                await conn.execute(text("SELECT response FROM idempotency_keys"))
+            ).scalar_one()
         assert alice.json()["refresh_token"].encode() not in stored
 
     @pytest.mark.parametrize("key", ["", "x" * 256])
     async def test_invalid_key_is_422(self, client: httpx.AsyncClient, key: str) -> None:
         response = await client.post(
-            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers={"Idempotency-Key": key}
+            "/v1/auth/register",
+            json={"handle": "alice", "password": PASSWORD},
+            headers={"Idempotency-Key": key},
         )
         body = assert_problem(response, 422, "validation_error")
         assert [str(p).lower() for p in body["errors"][0]["loc"]] == ["header", "idempotency-key"]

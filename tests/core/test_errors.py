@@ -41,7 +41,9 @@ class TestProblemJson:
         )
         assert_problem(response, 413, "payload_too_large")
 
-    async def test_oversized_chunked_body_is_413(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_oversized_chunked_body_is_413(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         limit = app.state.settings.max_body_bytes
 
         async def chunks():  # type: ignore[no-untyped-def]
@@ -69,6 +71,8 @@ class TestProblemJson:
 
     async def test_problem_type_is_a_uri_naming_the_code(self, client: httpx.AsyncClient) -> None:
         await client.post("/v1/auth/register", json={"handle": "alice", "password": PASSWORD})
-        body = (await client.post("/v1/auth/register", json={"handle": "alice", "password": PASSWORD})).json()
+        body = (
+            await client.post("/v1/auth/register", json={"handle": "alice", "password": PASSWORD})
+        ).json()
         assert body["type"].endswith("/handle_taken")
         assert body["title"] and body["detail"]

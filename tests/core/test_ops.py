@@ -17,7 +17,9 @@ class TestHealth:
         assert response.status_code == 200
         assert response.json()["checks"] == {"postgresql": "ok", "redis": "ok"}
 
-    async def test_readyz_names_redis_when_it_is_down(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_readyz_names_redis_when_it_is_down(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         real = app.state.redis
         app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
         try:
@@ -29,7 +31,9 @@ class TestHealth:
         assert body["checks"] == {"postgresql": "ok", "redis": "down"}
         assert "redis" in body["detail"]
 
-    async def test_readyz_names_postgresql_when_it_is_down(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_readyz_names_postgresql_when_it_is_down(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         from sqlalchemy.ext.asyncio import create_async_engine
 
         real = app.state.engine
@@ -59,14 +63,19 @@ class TestObservability:
         response = await client.get("/v1/missing", headers={"X-Request-ID": "rid-404"})
         assert response.status_code == 404 and response.headers["x-request-id"] == "rid-404"
 
-    async def test_metrics_count_requests_by_route_template(self, client: httpx.AsyncClient) -> None:
+    async def test_metrics_count_requests_by_route_template(
+        self, client: httpx.AsyncClient
+    ) -> None:
         alice = await register(client, "alice")
         await client.get("/v1/me", headers=alice.headers)
         await client.get("/v1/me")
         text = (await client.get("/metrics")).text
         assert 'canopy_http_requests_total{method="GET",route="/v1/me",status="200"}' in text
         assert 'canopy_http_requests_total{method="GET",route="/v1/me",status="401"}' in text
-        assert 'canopy_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/me"}' in text
+        assert (
+            'canopy_http_request_duration_seconds_bucket{le="0.005",method="GET",route="/v1/me"}'
+            in text
+        )
 
     async def test_unmatched_paths_share_one_label(self, client: httpx.AsyncClient) -> None:
         await client.get("/v1/random-123")

@@ -11,17 +11,23 @@ from tests.helpers import PASSWORD, assert_problem, register
 
 
 class TestAuthRateLimits:
-    async def test_register_is_limited_per_address(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_register_is_limited_per_address(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         set_limits(app, register="3/minute")
         for i in range(3):
             await register(client, f"user{i}")
-        response = await client.post("/v1/auth/register", json={"handle": "user3", "password": PASSWORD})
+        response = await client.post(
+            "/v1/auth/register", json={"handle": "user3", "password": PASSWORD}
+        )
         body = assert_problem(response, 429, "rate_limited")
         retry_after = int(response.headers["retry-after"])
         assert 1 <= retry_after <= 60
         assert str(retry_after) in body["detail"]
 
-    async def test_refused_register_creates_nothing(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_refused_register_creates_nothing(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         set_limits(app, register="1/minute")
         await register(client, "first")
         await client.post("/v1/auth/register", json={"handle": "second", "password": PASSWORD})
@@ -29,13 +35,19 @@ class TestAuthRateLimits:
         # "second" was never created, so it can register now
         await register(client, "second")
 
-    async def test_login_is_limited_per_handle_and_address(self, client: httpx.AsyncClient, app: FastAPI) -> None:
+    async def test_login_is_limited_per_handle_and_address(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         await register(client, "alice")
         await register(client, "bob")
         set_limits(app, login="2/minute")
         for _ in range(2):
-            await client.post("/v1/auth/token", json={"handle": "alice", "password": "wrong-password"})
-        blocked = await client.post("/v1/auth/token", json={"handle": "alice", "password": PASSWORD})
+            await client.post(
+                "/v1/auth/token", json={"handle": "alice", "password": "wrong-password"}
+            )
+        blocked = await client.post(
+            "/v1/auth/token", json={"handle": "alice", "password": PASSWORD}
+        )
         assert_problem(blocked, 429, "rate_limited")
         # another handle from the same address still gets through
         ok = await client.post("/v1/auth/token", json={"handle": "bob", "password": PASSWORD})

@@ -14,7 +14,11 @@ from tests.helpers import PASSWORD
 
 async def count_keys(app: FastAPI) -> int:
     async with app.state.sessionmaker() as session:
-        return int((await session.execute(select(func.count()).select_from(IdempotencyRecord))).scalar_one())
+        return int(
+            (
+                await session.execute(select(func.count()).select_from(IdempotencyRecord))
+            ).scalar_one()
+        )
 
 
 class TestWorker:
@@ -22,7 +26,9 @@ class TestWorker:
         self, client: httpx.AsyncClient, app: FastAPI, clock: FrozenClock
     ) -> None:
         await client.post(
-            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers={"Idempotency-Key": "a"}
+            "/v1/auth/register",
+            json={"handle": "alice", "password": PASSWORD},
+            headers={"Idempotency-Key": "a"},
         )
         worker = Worker(app.state.sessionmaker, clock)
         await worker.run_due()
@@ -36,12 +42,18 @@ class TestWorker:
         self, client: httpx.AsyncClient, clock: FrozenClock
     ) -> None:
         headers = {"Idempotency-Key": "reused-later"}
-        await client.post("/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers)
+        await client.post(
+            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers
+        )
         clock.advance(timedelta(hours=25))
-        response = await client.post("/v1/auth/register", json={"handle": "bob", "password": PASSWORD}, headers=headers)
+        response = await client.post(
+            "/v1/auth/register", json={"handle": "bob", "password": PASSWORD}, headers=headers
+        )
         assert response.status_code == 201 and response.json()["user"]["handle"] == "bob"
 
-    async def test_a_failing_job_does_not_stop_the_others(self, app: FastAPI, clock: FrozenClock) -> None:
+    async def test_a_failing_job_does_not_stop_the_others(
+        self, app: FastAPI, clock: FrozenClock
+    ) -> None:
         from app.core.worker import Job
 
         ran: list[str] = []
@@ -56,7 +68,10 @@ class TestWorker:
         worker = Worker(
             app.state.sessionmaker,
             clock,
-            jobs=[Job("broken", timedelta(minutes=1), broken), Job("fine", timedelta(minutes=1), fine)],
+            jobs=[
+                Job("broken", timedelta(minutes=1), broken),
+                Job("fine", timedelta(minutes=1), fine),
+            ],
         )
         await worker.run_due()
         assert ran == ["fine"]

@@ -40,13 +40,17 @@ class TestAdminAuth:
         alice = await register(client, "alice")
         partner = await create_partner(client, admin_headers)
         for headers in (alice.headers, bearer(partner["api_key"])):
-            assert_problem(await client.get("/admin/v1/partners", headers=headers), 401, "unauthorized")
+            assert_problem(
+                await client.get("/admin/v1/partners", headers=headers), 401, "unauthorized"
+            )
 
     async def test_admin_api_is_absent_without_a_configured_token(
         self, client: httpx.AsyncClient, app: FastAPI, admin_headers: dict[str, str]
     ) -> None:
         app.state.settings.admin_token = None
-        assert_problem(await client.get("/admin/v1/partners", headers=admin_headers), 404, "not_found")
+        assert_problem(
+            await client.get("/admin/v1/partners", headers=admin_headers), 404, "not_found"
+        )
 
 
 class TestPartners:
@@ -54,20 +58,27 @@ class TestPartners:
         self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
     ) -> None:
         created = await create_partner(
-            client, admin_headers, scopes=["orders", "activities"], webhook_url="https://ngo.example.org/hooks"
+            client,
+            admin_headers,
+            scopes=["orders", "activities"],
+            webhook_url="https://ngo.example.org/hooks",
         )
         assert str(created["api_key"]).startswith("cnp_")
         assert str(created["webhook_secret"]).startswith("whsec_")
         assert created["scopes"] == ["activities", "orders"]
         listed = (await client.get("/admin/v1/partners", headers=admin_headers)).json()
         assert [p["id"] for p in listed["partners"]] == [created["id"]]
-        assert "api_key" not in listed["partners"][0] and "webhook_secret" not in listed["partners"][0]
+        assert (
+            "api_key" not in listed["partners"][0] and "webhook_secret" not in listed["partners"][0]
+        )
         assert str(created["api_key"]) not in str(listed)
         # neither secret is stored in the clear
         async with app.state.engine.connect() as conn:
             row = (await conn.execute(text("SELECT * FROM partners"))).mappings().one()
         stored = " ".join(str(v) for v in row.values())
-        assert str(created["api_key"]) not in stored and str(created["webhook_secret"]) not in stored
+        assert (
+            str(created["api_key"]) not in stored and str(created["webhook_secret"]) not in stored
+        )
 
     async def test_webhook_secret_is_recoverable_for_signing(
         self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
@@ -100,18 +111,25 @@ class TestPartners:
         self, client: httpx.AsyncClient, admin_headers: dict[str, str]
     ) -> None:
         created = await create_partner(client, admin_headers)
-        rotated = await client.post(f"/admin/v1/partners/{created['id']}/rotate-key", headers=admin_headers)
+        rotated = await client.post(
+            f"/admin/v1/partners/{created['id']}/rotate-key", headers=admin_headers
+        )
         assert rotated.status_code == 200
         new_key = rotated.json()["api_key"]
         assert new_key != created["api_key"]
-        assert_problem(await client.get("/partner/v1/me", headers=bearer(created["api_key"])), 401, "unauthorized")
+        assert_problem(
+            await client.get("/partner/v1/me", headers=bearer(created["api_key"])),
+            401,
+            "unauthorized",
+        )
         assert (await client.get("/partner/v1/me", headers=bearer(new_key))).status_code == 200
 
     async def test_rotate_unknown_partner_is_404(
         self, client: httpx.AsyncClient, admin_headers: dict[str, str]
     ) -> None:
         response = await client.post(
-            "/admin/v1/partners/00000000-0000-0000-0000-000000000000/rotate-key", headers=admin_headers
+            "/admin/v1/partners/00000000-0000-0000-0000-000000000000/rotate-key",
+            headers=admin_headers,
         )
         assert_problem(response, 404, "not_found")
 
@@ -121,28 +139,51 @@ class TestPartners:
             ({"name": "", "scopes": ["orders"]}, "name"),
             ({"name": "X", "scopes": []}, "scopes"),
             ({"name": "X", "scopes": ["everything"]}, "scopes"),
-            ({"name": "X", "scopes": ["orders"], "webhook_url": "ftp://ngo.example.org/h"}, "webhook_url"),
+            (
+                {"name": "X", "scopes": ["orders"], "webhook_url": "ftp://ngo.example.org/h"},
+                "webhook_url",
+            ),
             ({"name": "X", "scopes": ["orders"], "webhook_url": "not a url"}, "webhook_url"),
-            ({"name": "X", "scopes": ["orders"], "webhook_url": "https://u:p@ngo.example.org/"}, "webhook_url"),
-            ({"name": "X", "scopes": ["orders"], "webhook_url": "http://127.0.0.1:9000/h"}, "webhook_url"),
-            ({"name": "X", "scopes": ["orders"], "webhook_url": "http://10.1.2.3/h"}, "webhook_url"),
-            ({"name": "X", "scopes": ["orders"], "webhook_url": "http://localhost/h"}, "webhook_url"),
+            (
+                {"name": "X", "scopes": ["orders"], "webhook_url": "https://u:p@ngo.example.org/"},
+                "webhook_url",
+            ),
+            (
+                {"name": "X", "scopes": ["orders"], "webhook_url": "http://127.0.0.1:9000/h"},
+                "webhook_url",
+            ),
+            (
+                {"name": "X", "scopes": ["orders"], "webhook_url": "http://10.1.2.3/h"},
+                "webhook_url",
+            ),
+            (
+                {"name": "X", "scopes": ["orders"], "webhook_url": "http://localhost/h"},
+                "webhook_url",
+            ),
             ({"name": "X", "scopes": ["orders"], "webhook_url": "http://[::1]/h"}, "webhook_url"),
         ],
     )
     async def test_invalid_partner_is_422(
-        self, client: httpx.AsyncClient, admin_headers: dict[str, str], payload: dict[str, object], field: str
+        self,
+        client: httpx.AsyncClient,
+        admin_headers: dict[str, str],
+        payload: dict[str, object],
+        field: str,
     ) -> None:
         response = await client.post("/admin/v1/partners", json=payload, headers=admin_headers)
         body = assert_problem(response, 422, "validation_error")
         assert any(e["loc"][:2] == ["body", field] for e in body["errors"]), body
-        assert (await client.get("/admin/v1/partners", headers=admin_headers)).json()["partners"] == []
+        assert (await client.get("/admin/v1/partners", headers=admin_headers)).json()[
+            "partners"
+        ] == []
 
     async def test_private_webhook_allowed_when_configured(
         self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
     ) -> None:
         app.state.settings.webhook_allow_private = True
-        created = await create_partner(client, admin_headers, webhook_url="http://127.0.0.1:9000/hooks")
+        created = await create_partner(
+            client, admin_headers, webhook_url="http://127.0.0.1:9000/hooks"
+        )
         assert created["webhook_url"] == "http://127.0.0.1:9000/hooks"
 
 
@@ -150,7 +191,9 @@ class TestScopes:
     @pytest.fixture
     def scoped_app(self, app: FastAPI) -> FastAPI:
         @app.get("/partner/v1/test-orders-only")
-        async def orders_only(partner: Partner = Depends(partner_with_scope(Scope.orders))) -> dict[str, str]:
+        async def orders_only(
+            partner: Partner = Depends(partner_with_scope(Scope.orders)),
+        ) -> dict[str, str]:
             return {"partner": str(partner.id)}
 
         return app
@@ -166,5 +209,7 @@ class TestScopes:
         self, client: httpx.AsyncClient, scoped_app: FastAPI, admin_headers: dict[str, str]
     ) -> None:
         metro = await create_partner(client, admin_headers, scopes=["activities"])
-        response = await client.get("/partner/v1/test-orders-only", headers=bearer(metro["api_key"]))
+        response = await client.get(
+            "/partner/v1/test-orders-only", headers=bearer(metro["api_key"])
+        )
         assert_problem(response, 403, "forbidden")
