@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import uuid
-
 from fastapi import APIRouter
 
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, SettingsDep
+from app.core.ids import parse_id
 from app.partners import service
 from app.partners.dependencies import PartnerDep
 from app.partners.schemas import (
@@ -41,11 +40,9 @@ async def list_partners(session: SessionDep) -> PartnerList:
 
 
 @admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
-async def rotate_key(
-    partner_id: uuid.UUID, session: SessionDep, clock: ClockDep
-) -> PartnerKeyRotated:
+async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
     """Issue a new API key; the old one stops working at once."""
-    return await service.rotate_key(session, partner_id, clock.now())
+    return await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
 
 
 @partner_router.get("/me", response_model=PartnerSelf)

@@ -124,12 +124,12 @@ class TestPartners:
         )
         assert (await client.get("/partner/v1/me", headers=bearer(new_key))).status_code == 200
 
+    @pytest.mark.parametrize("partner_id", ["00000000-0000-0000-0000-000000000000", "not-an-id"])
     async def test_rotate_unknown_partner_is_404(
-        self, client: httpx.AsyncClient, admin_headers: dict[str, str]
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], partner_id: str
     ) -> None:
         response = await client.post(
-            "/admin/v1/partners/00000000-0000-0000-0000-000000000000/rotate-key",
-            headers=admin_headers,
+            f"/admin/v1/partners/{partner_id}/rotate-key", headers=admin_headers
         )
         assert_problem(response, 404, "not_found")
 
