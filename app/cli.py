@@ -70,6 +70,7 @@ def serve(
             fg="green",
             err=True,
         )
+        _exit_cleanly_on_signals()
         uvicorn.run(
             "app.main:app_factory",
             factory=True,
@@ -82,6 +83,18 @@ def serve(
         )
     finally:
         services.stop_embedded()
+
+
+def _exit_cleanly_on_signals() -> None:
+    """uvicorn shuts down gracefully on SIGTERM/SIGINT, then re-raises the signal to the handler
+    that was installed before it. Make that handler raise SystemExit, so ``finally`` blocks run
+    and the embedded PostgreSQL and Redis are stopped instead of outliving the service."""
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, leave)
+    signal.signal(signal.SIGINT, leave)
 
 
 @app.command()

@@ -662,9 +662,7 @@ loglevel notice
 always-show-logo no
 appendonly yes
 appendfsync everysec
-save 900 1
-save 300 10
-save 60 10000
+save ""
 """
     tmp = paths.conf.with_name(paths.conf.name + ".tmp")
     tmp.write_text(conf)
@@ -740,7 +738,7 @@ def _daemon_pid_from_log(logfile: Path, offset: int) -> int | None:
 def ensure_redis(data_dir: Path) -> EmbeddedServer:
     """Start (or attach to) the embedded Redis for ``data_dir``.
 
-    Data (append-only file and RDB snapshots), config, pidfile and log live in
+    Data (an append-only file), config, pidfile and log live in
     ``<data_dir>/redis``; the server listens only on a unix socket there, or in a private
     directory under /tmp when that path would be too long for a socket. Safe to call repeatedly
     and from several processes. Raises :class:`EmbeddedError` when the server cannot be started,
@@ -813,9 +811,11 @@ def _shutdown_redis(pid: int, paths: _RedisPaths) -> None:
 
     client = _redis_client(paths.socket, CONNECT_TIMEOUT)
     try:
-        client.shutdown()  # flushes the append-only file before exiting
+        client.shutdown()  # fsyncs the append-only file before exiting
     except (redis.RedisError, OSError) as exc:
         logger.warning("SHUTDOWN of the embedded Redis (pid %d) failed: %s", pid, exc)
+        _terminate(pid, signal.SIGTERM)
+        return
     finally:
         client.close()
     if not _wait_gone(pid, STOP_TIMEOUT):
