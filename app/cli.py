@@ -103,13 +103,18 @@ def worker() -> None:
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
     from app.core.worker import Worker
+    from app.game.rules.registry import load_registry
+    from app.jobs import default_jobs
 
     settings = get_settings()
     services = _services()
 
     async def main() -> None:
         engine = create_engine(services.database_url, settings)
-        jobs = Worker(create_sessionmaker(engine), SystemClock())
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session:
+            registry = await load_registry(session)
+        jobs = Worker(sessionmaker, SystemClock(), default_jobs(registry))
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, jobs.stop)

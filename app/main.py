@@ -23,7 +23,12 @@ from app.core.redis import create_redis
 from app.core.security import Keys
 from app.core.services import resolve_services
 from app.core.worker import Worker
+from app.energy.endpoints import admin_router as energy_admin_router
+from app.energy.endpoints import partner_router as energy_partner_router
+from app.energy.endpoints import router as energy_router
 from app.game.rules.loader import load_rules
+from app.game.rules.registry import load_registry, publish
+from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
 
@@ -43,15 +48,20 @@ def create_app(
         engine = create_engine(services.database_url, settings)
         redis = create_redis(services.redis_url)
         rules = load_rules(settings.rules)
+        sessionmaker = create_sessionmaker(engine)
+        async with sessionmaker() as session, session.begin():
+            await publish(session, rules, effective_from=clock.now(), now=clock.now())
+            registry = await load_registry(session)
         app.state.settings = settings
         app.state.clock = clock
         app.state.keys = Keys.from_settings(settings)
         app.state.engine = engine
-        app.state.sessionmaker = create_sessionmaker(engine)
+        app.state.sessionmaker = sessionmaker
         app.state.redis = redis
-        app.state.rules = rules
+        app.state.rules_registry = registry
         app.state.rate_limiter = RateLimiter(
-            redis, lambda name: str(getattr(app.state.rules.rules.limits, name))
+            redis,
+            lambda name: str(getattr(app.state.rules_registry.at(clock.now()).rules.limits, name)),
         )
         logger.info(
             "canopy ready: %s; rules %s (%s)",
@@ -62,7 +72,7 @@ def create_app(
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker if run_worker is not None else settings.in_process_worker:
-            worker = Worker(app.state.sessionmaker, clock)
+            worker = Worker(sessionmaker, clock, default_jobs(registry))
             worker_task = asyncio.create_task(worker.run_forever(), name="canopy-worker")
         try:
             yield
@@ -82,7 +92,16 @@ def create_app(
     )
     app.state.settings = settings
     install_error_handlers(app)
-    for router in (ops_router, auth_router, me_router, partners_admin_router, partner_router):
+    for router in (
+        ops_router,
+        auth_router,
+        me_router,
+        energy_router,
+        energy_partner_router,
+        energy_admin_router,
+        partners_admin_router,
+        partner_router,
+    ):
         app.include_router(router)
     # outermost first: ids for everything, metrics around everything, body limit closest to routes
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)

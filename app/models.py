@@ -3,6 +3,21 @@
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
+from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
+from app.game.rules.models import RulesVersion
 from app.partners.models import Partner
 
-__all__ = ["AuthSession", "IdempotencyRecord", "Partner", "RefreshToken", "User", "metadata"]
+__all__ = [
+    "Activity",
+    "AuthSession",
+    "CapCounter",
+    "EnergyBall",
+    "IdempotencyRecord",
+    "LedgerEntry",
+    "Partner",
+    "RefreshToken",
+    "RulesVersion",
+    "StepDay",
+    "User",
+    "metadata",
+]

@@ -30,6 +30,7 @@ from app.config import Settings, normalize_database_url
 from app.core import migrate
 from app.core.clock import FrozenClock
 from app.core.embedded import EmbeddedServer, ensure_postgres, ensure_redis
+from app.game.rules.schema import LimitsRules
 from app.main import create_app
 from app.models import metadata
 
@@ -141,11 +142,12 @@ async def _clean(test_servers: TestServers) -> None:
 
 def set_limits(app: FastAPI, **limits: str) -> None:
     """Replace rate limits on a running test app (the rules object is immutable: swap a copy)."""
-    loaded = app.state.rules
-    rules = loaded.rules.model_copy(
-        update={"limits": loaded.rules.limits.model_copy(update=limits)}
+    registry = app.state.rules_registry
+    now = app.state.clock.now()
+    rules = registry.at(now).rules
+    registry.replace_active_rules(
+        rules.model_copy(update={"limits": rules.limits.model_copy(update=limits)}), now
     )
-    app.state.rules = type(loaded)(rules=rules, text=loaded.text, sha256=loaded.sha256)
 
 
 @pytest.fixture
@@ -158,10 +160,7 @@ async def app(
         # most tests register many users from one address; rate-limit tests lower these again
         set_limits(
             application,
-            **{
-                name: GENEROUS_LIMIT
-                for name in type(application.state.rules.rules.limits).model_fields
-            },
+            **{name: GENEROUS_LIMIT for name in LimitsRules.model_fields},
         )
         yield application
 

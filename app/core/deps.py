@@ -13,7 +13,7 @@ from app.core.ratelimit import RateLimiter
 from app.core.security import Keys
 
 if TYPE_CHECKING:
-    from app.game.rules.loader import LoadedRules
+    from app.game.rules.registry import ActiveRules, RulesRegistry
 
 
 def get_settings_dep(request: Request) -> Settings:
@@ -31,9 +31,15 @@ def get_keys(request: Request) -> Keys:
     return keys
 
 
-def get_rules(request: Request) -> LoadedRules:
-    rules: LoadedRules = request.app.state.rules
-    return rules
+def get_registry(request: Request) -> RulesRegistry:
+    registry: RulesRegistry = request.app.state.rules_registry
+    return registry
+
+
+def get_rules(request: Request) -> ActiveRules:
+    """The rules version in force now."""
+    registry: RulesRegistry = request.app.state.rules_registry
+    return registry.at(request.app.state.clock.now())
 
 
 def get_rate_limiter(request: Request) -> RateLimiter:
@@ -44,7 +50,8 @@ def get_rate_limiter(request: Request) -> RateLimiter:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 KeysDep = Annotated[Keys, Depends(get_keys)]
-RulesDep = Annotated["LoadedRules", Depends(get_rules)]
+RulesDep = Annotated["ActiveRules", Depends(get_rules)]
+RegistryDep = Annotated["RulesRegistry", Depends(get_registry)]
 LimiterDep = Annotated[RateLimiter, Depends(get_rate_limiter)]
 
 

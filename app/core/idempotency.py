@@ -74,13 +74,18 @@ class Idempotency:
         self,
         *,
         owner: str,
-        status_code: int,
+        status_code: int | Callable[[Any], int],
         produce: Callable[[], Awaitable[BaseModel]],
     ) -> Response:
-        """Run ``produce`` unless this key already ran it; answer the stored or new response."""
+        """Run ``produce`` unless this key already ran it; answer the stored or new response.
+        ``status_code`` may be a function of the result (201 created / 200 duplicate)."""
+
+        def status_of(result: BaseModel) -> int:
+            return status_code(result) if callable(status_code) else status_code
+
         if self.key is None:
             result = await produce()
-            return _json_response(status_code, _dump(result), replayed=False)
+            return _json_response(status_of(result), _dump(result), replayed=False)
 
         state = self.request.app.state
         clock: Clock = state.clock
@@ -131,20 +136,20 @@ class Idempotency:
             )
 
         result = await produce()
-        body = _dump(result)
+        body, status = _dump(result), status_of(result)
         await self.session.execute(
             text(
                 "UPDATE idempotency_keys SET status_code = :status, response = :response "
                 "WHERE owner = :owner AND key = :key"
             ),
             {
-                "status": status_code,
+                "status": status,
                 "response": keys.encrypt(body),
                 "owner": owner,
                 "key": self.key,
             },
         )
-        return _json_response(status_code, body, replayed=False)
+        return _json_response(status, body, replayed=False)
 
 
 def _dump(result: BaseModel) -> bytes:

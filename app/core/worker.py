@@ -2,7 +2,7 @@
 
 Jobs must be safe to run in several processes at once (API processes with an in-process worker
 and ``canopy worker`` instances): they use set-based statements or ``FOR UPDATE SKIP LOCKED``.
-Domains register their jobs in :func:`default_jobs`.
+The full list, across domains, is :func:`app.jobs.default_jobs`.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ async def purge_refresh_tokens(session: AsyncSession, now: datetime) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def default_jobs() -> list[Job]:
+def housekeeping_jobs() -> list[Job]:
     return [
         Job("purge_idempotency_keys", timedelta(minutes=10), purge_expired),
         Job("purge_refresh_tokens", timedelta(hours=1), purge_refresh_tokens),
@@ -62,7 +62,7 @@ class Worker:
     ) -> None:
         self.sessionmaker = sessionmaker
         self.clock = clock
-        self.jobs = jobs if jobs is not None else default_jobs()
+        self.jobs = jobs if jobs is not None else housekeeping_jobs()
         self.tick = tick
         self._next: dict[str, datetime] = {}
         self._stop = asyncio.Event()

@@ -38,7 +38,11 @@ class TestRegister:
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:
         alice = await register(client, "alice")
-        assert alice.body["user"]["timezone"] == app.state.rules.rules.timezone == "Asia/Shanghai"
+        assert (
+            alice.body["user"]["timezone"]
+            == app.state.rules_registry.versions[0].rules.timezone
+            == "Asia/Shanghai"
+        )
 
     async def test_given_timezone_and_region_are_kept(self, client: httpx.AsyncClient) -> None:
         bob = await register(client, "bob", timezone="America/New_York", region="shenzhen")

@@ -54,7 +54,7 @@ class TestAuthRateLimits:
         assert ok.status_code == 200
 
     async def test_limits_come_from_the_rules(self, app: FastAPI) -> None:
-        assert app.state.rules.rules.limits.register  # the [limits] table drives the limiter
+        assert app.state.rules_registry.versions[0].rules.limits.register  # [limits] drives it
         set_limits(app, login="1/hour")
         limiter: RateLimiter = app.state.rate_limiter
         await limiter.hit("login", "carol", "1.2.3.4")

@@ -1,0 +1,29 @@
+"""Opaque cursors for ``?cursor=&limit=`` paging."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+
+from app.core.errors import ValidationFailed
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 200
+
+
+def encode_cursor(position: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{position}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    """The position a cursor stands for; a cursor we did not issue is a 422."""
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        version, _, value = raw.partition(":")
+        if version == "v1":
+            return int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        pass
+    raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "is not a cursor this API issued"}])

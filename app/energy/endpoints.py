@@ -1,0 +1,352 @@
+"""/v1/activities, /v1/steps, /v1/forest, /v1/energy/ledger, partner activities, ledger check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from starlette.responses import Response
+
+from app.accounts.dependencies import CurrentUser
+from app.accounts.models import User
+from app.admin.dependencies import AdminDep
+from app.core.db import SessionDep
+from app.core.deps import ClockDep, LimiterDep, RegistryDep
+from app.core.errors import NotFound
+from app.core.idempotency import IdempotencyDep
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from app.energy import forest, ledger, steps
+from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, UserRef, ingest
+from app.energy.repository import EnergyRepository
+from app.energy.schemas import (
+    ActivityBatchIn,
+    ActivityBatchResult,
+    ActivityIn,
+    ActivityResult,
+    BallOut,
+    CollectIn,
+    CollectionOut,
+    CollectOut,
+    CollectResult,
+    ForestOut,
+    ForestUser,
+    LedgerEntryOut,
+    LedgerPage,
+    PartnerActivityBatchIn,
+    PartnerActivityIn,
+    StepsIn,
+    StepsResult,
+    Trees,
+    UserRefOut,
+)
+from app.partners.dependencies import partner_with_scope
+from app.partners.models import Partner
+from app.partners.schemas import Scope
+
+router = APIRouter(tags=["energy"])
+partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
+admin_router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[AdminDep])
+
+ActivitiesPartner = Annotated[Partner, Depends(partner_with_scope(Scope.activities))]
+
+
+def _ref(user: User) -> UserRef:
+    return UserRef(user.id, user.timezone, user.region)
+
+
+def _incoming(item: ActivityIn) -> Incoming:
+    return Incoming(item.id, item.kind, item.occurred_at, item.quantity, item.attributes)
+
+
+def _result(outcome: Outcome) -> ActivityResult:
+    return ActivityResult(
+        id=outcome.id,
+        kind=outcome.kind,
+        status=outcome.status,
+        energy_g=outcome.energy_g,
+        ball_id=outcome.ball_id,
+        reason=outcome.reason,
+        rules_version=outcome.rules_version,
+    )
+
+
+def _single_status(result: ActivityResult) -> int:
+    # 201 when something was recorded; a duplicate or a rejection created nothing
+    return 201 if result.status in ("minted", "capped") else 200
+
+
+@router.post(
+    "/v1/activities",
+    status_code=201,
+    response_model=ActivityResult,
+    responses={200: {"model": ActivityResult, "description": "duplicate or rejected"}},
+)
+async def report_activity(
+    item: ActivityIn,
+    user: CurrentUser,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """Report one activity. Same ``id`` again → ``duplicate`` with the original energy."""
+    await limiter.hit("activities", f"user:{user.id}")
+
+    async def produce() -> ActivityResult:
+        events = [(_ref(user), _incoming(item))]
+        outcomes = await ingest(
+            session,
+            source="client",
+            origin=ORIGIN_CLIENT,
+            events=events,
+            registry=registry,
+            now=clock.now(),
+        )
+        return _result(outcomes[0])
+
+    return await idem.run(owner=f"user:{user.id}", status_code=_single_status, produce=produce)
+
+
+@router.post("/v1/activities/batch", response_model=ActivityBatchResult)
+async def report_activities(
+    batch: ActivityBatchIn,
+    user: CurrentUser,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """Report up to 500 activities; results in the same order."""
+    await limiter.hit("activities", f"user:{user.id}")
+
+    async def produce() -> ActivityBatchResult:
+        ref = _ref(user)
+        outcomes = await ingest(
+            session,
+            source="client",
+            origin=ORIGIN_CLIENT,
+            events=[(ref, _incoming(item)) for item in batch.activities],
+            registry=registry,
+            now=clock.now(),
+        )
+        return ActivityBatchResult(results=[_result(o) for o in outcomes])
+
+    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
+
+
+async def _partner_ingest(
+    session: SessionDep,
+    partner: Partner,
+    items: list[PartnerActivityIn],
+    registry: RegistryDep,
+    now: dt.datetime,
+) -> list[ActivityResult]:
+    profiles = await EnergyRepository(session).user_profiles([i.user_id for i in items])
+    known = [
+        (UserRef(i.user_id, *profiles[i.user_id]), _incoming(i))
+        for i in items
+        if i.user_id in profiles
+    ]
+    outcomes = iter(
+        await ingest(
+            session,
+            source=f"partner:{partner.id}",
+            origin=ORIGIN_PARTNER,
+            events=known,
+            registry=registry,
+            now=now,
+        )
+    )
+    results = []
+    for item in items:
+        if item.user_id in profiles:
+            results.append(_result(next(outcomes)))
+        else:
+            results.append(
+                ActivityResult(
+                    id=item.id,
+                    kind=item.kind,
+                    status="rejected",
+                    energy_g=0,
+                    ball_id=None,
+                    reason="unknown_user",
+                    rules_version=None,
+                )
+            )
+    return results
+
+
+@partner_router.post(
+    "/activities",
+    status_code=201,
+    response_model=ActivityResult,
+    responses={200: {"model": ActivityResult, "description": "duplicate or rejected"}},
+)
+async def partner_activity(
+    item: PartnerActivityIn,
+    partner: ActivitiesPartner,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """A partner reports one activity for a user (source ``partner``)."""
+    await limiter.hit("activities", f"partner:{partner.id}")
+
+    async def produce() -> ActivityResult:
+        result = (await _partner_ingest(session, partner, [item], registry, clock.now()))[0]
+        if result.reason == "unknown_user":
+            raise NotFound("No such user")
+        return result
+
+    return await idem.run(
+        owner=f"partner:{partner.id}", status_code=_single_status, produce=produce
+    )
+
+
+@partner_router.post("/activities/batch", response_model=ActivityBatchResult)
+async def partner_activities(
+    batch: PartnerActivityBatchIn,
+    partner: ActivitiesPartner,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """Up to 500 activities for any users; unknown users are ``rejected`` (``unknown_user``)."""
+    await limiter.hit("activities", f"partner:{partner.id}")
+
+    async def produce() -> ActivityBatchResult:
+        results = await _partner_ingest(session, partner, batch.activities, registry, clock.now())
+        return ActivityBatchResult(results=results)
+
+    return await idem.run(owner=f"partner:{partner.id}", status_code=200, produce=produce)
+
+
+@router.put("/v1/steps/{day}", response_model=StepsResult)
+async def put_steps(
+    day: dt.date,
+    payload: StepsIn,
+    user: CurrentUser,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+) -> StepsResult:
+    """The cumulative step total for a local date (YYYY-MM-DD). Lower totals are ignored."""
+    state = await steps.record_steps(
+        session, _ref(user), day, payload.steps, payload.source, registry, clock.now()
+    )
+    return StepsResult(
+        date=state.day,
+        steps=state.steps,
+        status="minted" if state.minted else "recording",
+        energy_g=state.energy_g,
+    )
+
+
+def _ball_out(ball: forest.BallView) -> BallOut:
+    return BallOut(
+        id=ball.id,
+        kind=ball.kind,
+        amount_g=ball.amount_g,
+        remaining_g=ball.remaining_g,
+        created_at=ball.created_at,
+        ripens_at=ball.ripens_at,
+        expires_at=ball.expires_at,
+        state=ball.state,
+        stealable=ball.stealable,
+        rules_version=ball.rules_version,
+        collections=[
+            CollectionOut(
+                by=UserRefOut(id=c.by_id, handle=c.by_handle), amount_g=c.amount_g, at=c.at
+            )
+            for c in ball.collections
+        ],
+    )
+
+
+@router.get("/v1/forest", response_model=ForestOut)
+async def get_forest(
+    user: CurrentUser,
+    session: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    all: Annotated[bool, Query(description="include collected and expired balls")] = False,
+) -> ForestOut:
+    """Your balls (live ones unless ``all``), balance and trees; ``now`` is the server's time."""
+    now = clock.now()
+    await steps.mint_closed_days(session, _ref(user), registry, now)
+    balls = await forest.list_balls(session, user.id, now, include_all=all)
+    assert user.handle is not None
+    return ForestOut(
+        now=now,
+        user=ForestUser(id=user.id, handle=user.handle, display_name=user.display_name),
+        balance_g=user.balance_g,
+        balls=[_ball_out(b) for b in balls],
+        trees=Trees(count=0),
+    )
+
+
+@router.post("/v1/forest/collect", response_model=CollectOut)
+async def collect(
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    payload: CollectIn | None = None,
+) -> CollectOut:
+    """Collect every ripe ball, or the given ones; per-ball status for each."""
+    await limiter.hit("collect", f"user:{user.id}")
+    ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
+    balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
+    return CollectOut(
+        collected_g=sum(o.collected_g for o in outcomes),
+        balance_g=balance,
+        results=[
+            CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
+            for o in outcomes
+        ],
+    )
+
+
+@router.get("/v1/energy/ledger", response_model=LedgerPage)
+async def get_ledger(
+    user: CurrentUser,
+    session: SessionDep,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+) -> LedgerPage:
+    """Your balance entries, newest first, with the balance after each."""
+    rows = await ledger.user_entries(session, user.id, decode_cursor(cursor), limit)
+    page = rows[:limit]
+    return LedgerPage(
+        entries=[
+            LedgerEntryOut(
+                id=str(r.id),
+                at=r.at,
+                amount_g=r.amount_g,
+                balance_after_g=r.balance_after_g,
+                reason=r.reason,
+                ref=r.ref,
+                rules_version=r.rules_version,
+            )
+            for r in page
+        ],
+        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+    )
+
+
+@admin_router.get("/ledger/check")
+async def ledger_check(session: SessionDep) -> dict[str, Any]:
+    """Invariants: the ledger sums to zero, balances and balls equal their entries, no ball
+    over-taken, nothing negative."""
+    return await ledger.check(session)
+
+
+__all__ = ["admin_router", "partner_router", "router", "uuid"]

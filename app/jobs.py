@@ -1,0 +1,24 @@
+"""Every background job, across domains (run by ``canopy worker`` and ``canopy serve``)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from functools import partial
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.worker import Job, housekeeping_jobs
+from app.energy.ledger import book_expired
+from app.energy.steps import mint_due_step_days
+from app.game.rules.registry import RulesRegistry
+
+
+def default_jobs(registry: RulesRegistry) -> list[Job]:
+    async def mint_steps(session: AsyncSession, now: datetime) -> int:
+        return await mint_due_step_days(session, now, registry)
+
+    return [
+        *housekeeping_jobs(),
+        Job("book_expired_balls", timedelta(minutes=1), partial(book_expired)),
+        Job("mint_step_days", timedelta(minutes=1), mint_steps),
+    ]
