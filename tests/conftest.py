@@ -14,7 +14,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -123,6 +123,8 @@ def settings(test_servers: TestServers, tmp_path: Path) -> Settings:
         admin_token=SecretStr(ADMIN_TOKEN),
         jwt_secret=SecretStr("test-jwt-secret-that-is-long-enough-0123456789"),
         webhook_allow_private=False,
+        # game tests move the clock by days; the token-expiry test uses this value explicitly
+        access_token_ttl=timedelta(days=365),
     )
 
 

@@ -17,7 +17,9 @@ async def count_users(app: FastAPI) -> int:
 
 
 class TestRegister:
-    async def test_register_returns_user_and_tokens(self, client: httpx.AsyncClient) -> None:
+    async def test_register_returns_user_and_tokens(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
         response = await client.post(
             "/v1/auth/register",
             json={"handle": "alice", "password": PASSWORD, "display_name": "Alice"},
@@ -25,7 +27,7 @@ class TestRegister:
         assert response.status_code == 201
         body = response.json()
         assert body["token_type"] == "bearer"
-        assert body["expires_in"] == 900
+        assert body["expires_in"] == int(app.state.settings.access_token_ttl.total_seconds())
         assert body["access_token"] and body["refresh_token"]
         user = body["user"]
         assert user["handle"] == "alice"

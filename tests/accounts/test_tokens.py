@@ -4,6 +4,7 @@ import asyncio
 from datetime import timedelta
 
 import httpx
+from fastapi import FastAPI
 
 from app.core.clock import FrozenClock
 from tests.helpers import PASSWORD, assert_problem, register
@@ -57,8 +58,9 @@ class TestAccessToken:
         assert_problem(basic, 401, "unauthorized")
 
     async def test_access_token_expires(
-        self, client: httpx.AsyncClient, clock: FrozenClock
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
     ) -> None:
+        app.state.settings.access_token_ttl = timedelta(minutes=15)
         alice = await register(client, "alice")
         clock.advance(timedelta(minutes=14, seconds=59))
         assert (await client.get("/v1/me", headers=alice.headers)).status_code == 200
