@@ -299,20 +299,25 @@ async def collect(
     session: SessionDep,
     clock: ClockDep,
     limiter: LimiterDep,
+    idem: IdempotencyDep,
     payload: CollectIn | None = None,
-) -> CollectOut:
+) -> Response:
     """Collect every ripe ball, or the given ones; per-ball status for each."""
     await limiter.hit("collect", f"user:{user.id}")
-    ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
-    balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
-    return CollectOut(
-        collected_g=sum(o.collected_g for o in outcomes),
-        balance_g=balance,
-        results=[
-            CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
-            for o in outcomes
-        ],
-    )
+
+    async def produce() -> CollectOut:
+        ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
+        balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
+        return CollectOut(
+            collected_g=sum(o.collected_g for o in outcomes),
+            balance_g=balance,
+            results=[
+                CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
+                for o in outcomes
+            ],
+        )
+
+    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
 
 
 @router.get("/v1/energy/ledger", response_model=LedgerPage)

@@ -131,7 +131,7 @@ WITH candidates AS (
     FROM taken
 ), entries AS (
     INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-    SELECT transfer, 'ball', :user, id, -grams, NULL, 'collect', ref, rules_version, :now
+    SELECT transfer, 'ball', :user, id, -grams, NULL::bigint, 'collect', ref, rules_version, :now
     FROM moves
     UNION ALL
     SELECT m.transfer, 'user', :user, m.id, m.grams,

@@ -59,11 +59,12 @@ EXPIRE_DUE = text(
         SELECT booked.*, gen_random_uuid() AS transfer FROM booked
     ), entries AS (
         INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-        SELECT transfer, 'ball', user_id, id, -grams, NULL, 'expire', ref, rules_version, :now
+        SELECT transfer, 'ball', user_id, id, -grams, NULL::bigint, 'expire', ref,
+               rules_version, :now
         FROM moves
         UNION ALL
-        SELECT transfer, 'system:expired', NULL, NULL, grams, NULL, 'expire', ref,
-               rules_version, :now
+        SELECT transfer, 'system:expired', NULL::uuid, NULL::uuid, grams, NULL::bigint, 'expire',
+               ref, rules_version, :now
         FROM moves
     )
     SELECT count(*) FROM moves
