@@ -51,8 +51,8 @@ class TestReportActivity:
             row = (
                 await conn.execute(
                     text(
-                        "SELECT kind, quantity, unit, factor_g, region, rules_version, computed_g, energy_g, status "
-                        "FROM activities"
+                        "SELECT kind, quantity, unit, factor_g, region, rules_version, "
+                        "computed_g, energy_g, status FROM activities"
                     )
                 )
             ).one()
