@@ -27,7 +27,7 @@ from app.energy.endpoints import admin_router as energy_admin_router
 from app.energy.endpoints import partner_router as energy_partner_router
 from app.energy.endpoints import router as energy_router
 from app.game.rules.loader import load_rules
-from app.game.rules.registry import load_registry, publish
+from app.game.rules.registry import load_registry, publish_at_startup
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
@@ -50,7 +50,7 @@ def create_app(
         rules = load_rules(settings.rules)
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session, session.begin():
-            await publish(session, rules, effective_from=clock.now(), now=clock.now())
+            await publish_at_startup(session, rules, clock.now())
             registry = await load_registry(session)
         app.state.settings = settings
         app.state.clock = clock

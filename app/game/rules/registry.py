@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bisect
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
@@ -77,6 +77,17 @@ async def publish(
         select(RulesVersion).where(col(RulesVersion.sha256) == loaded.sha256)
     )
     return found.scalars().one()
+
+
+# The first version ever published governs everything before it too (late events included).
+BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+async def publish_at_startup(session: AsyncSession, loaded: LoadedRules, now: datetime) -> None:
+    """Make sure the configured rules file is a published version: effective from the beginning
+    when it is the first, from now when it is new content (a known text changes nothing)."""
+    first = (await session.execute(select(col(RulesVersion.version)).limit(1))).first() is None
+    await publish(session, loaded, effective_from=BEGINNING if first else now, now=now)
 
 
 async def load_registry(session: AsyncSession) -> RulesRegistry:
