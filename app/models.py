@@ -4,6 +4,7 @@ from app.accounts.models import AuthSession, RefreshToken, User
 from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
 from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
+from app.game.feed.models import FeedItem
 from app.game.rules.models import RulesVersion
 from app.partners.models import Partner
 
@@ -12,6 +13,7 @@ __all__ = [
     "AuthSession",
     "CapCounter",
     "EnergyBall",
+    "FeedItem",
     "IdempotencyRecord",
     "LedgerEntry",
     "Partner",
