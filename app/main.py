@@ -26,6 +26,11 @@ from app.core.worker import Worker
 from app.energy.endpoints import admin_router as energy_admin_router
 from app.energy.endpoints import partner_router as energy_partner_router
 from app.energy.endpoints import router as energy_router
+from app.game.feed.endpoints import router as feed_router
+from app.game.friends.endpoints import router as friends_router
+from app.game.leaderboards.endpoints import router as leaderboards_router
+from app.game.props.endpoints import admin_router as props_admin_router
+from app.game.props.endpoints import router as props_router
 from app.game.rules.loader import load_rules
 from app.game.rules.registry import load_registry, publish_at_startup
 from app.jobs import default_jobs
@@ -99,6 +104,11 @@ def create_app(
         energy_router,
         energy_partner_router,
         energy_admin_router,
+        friends_router,
+        props_router,
+        props_admin_router,
+        feed_router,
+        leaderboards_router,
         partners_admin_router,
         partner_router,
     ):

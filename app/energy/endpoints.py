@@ -6,7 +6,7 @@ import datetime as dt
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
 from starlette.responses import Response
 
 from app.accounts.dependencies import CurrentUser
@@ -41,6 +41,7 @@ from app.energy.schemas import (
     Trees,
     UserRefOut,
 )
+from app.game.leaderboards.service import record_in_background
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope
@@ -300,10 +301,14 @@ async def collect(
     clock: ClockDep,
     limiter: LimiterDep,
     idem: IdempotencyDep,
+    request: Request,
+    background: BackgroundTasks,
     payload: CollectIn | None = None,
 ) -> Response:
     """Collect every ripe ball, or the given ones; per-ball status for each."""
     await limiter.hit("collect", f"user:{user.id}")
+    # leaderboards are refreshed from PostgreSQL once this collect has committed
+    background.add_task(record_in_background, request.app.state, [user.id], clock.now())
 
     async def produce() -> CollectOut:
         ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None

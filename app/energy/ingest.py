@@ -286,6 +286,7 @@ def ball_row(
         "expires_at": expires_at,
         "expired_at": None,
         "expired_g": 0,
+        "stolen_g": 0,
         "rules_version": rules.version,
     }
 

@@ -120,6 +120,7 @@ class EnergyBall(SQLModel, table=True):
     expires_at: datetime = ts_field()
     expired_at: datetime | None = ts_field(nullable=True)  # when the expiry was booked
     expired_g: int = Field(default=0, sa_type=BigInteger)  # what expiry took (then remaining 0)
+    stolen_g: int = Field(default=0, sa_type=BigInteger)  # what friends took, for the owner floor
     rules_version: int = Field(
         sa_column=Column(Integer, ForeignKey("rules_versions.version"), nullable=False)
     )
@@ -142,6 +143,12 @@ class LedgerEntry(SQLModel, table=True):
         ),
         Index("ix_ledger_entries_ball", "ball_id", postgresql_where=text("ball_id IS NOT NULL")),
         Index("ix_ledger_entries_transfer", "transfer_id"),
+        # leaderboard rebuilds: what users collected since a day or week began
+        Index(
+            "ix_ledger_entries_collected_at",
+            "at",
+            postgresql_where=text("account = 'user' AND reason IN ('collect', 'steal')"),
+        ),
     )
 
     id: int | None = Field(

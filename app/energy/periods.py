@@ -26,12 +26,21 @@ def local_midnight(day: date, tz: str) -> datetime:
 
 
 def next_local_time(after: datetime, at: time, tz: str) -> datetime:
-    """The first instant ≥ ``after`` whose local wall clock in ``tz`` reads ``at``."""
-    local = after.astimezone(zone(tz))
-    candidate = datetime.combine(local.date(), at, tzinfo=zone(tz))
-    if candidate < local:
-        candidate = datetime.combine(local.date() + timedelta(days=1), at, tzinfo=zone(tz))
-    return candidate.astimezone(UTC)
+    """The first instant ≥ ``after`` whose local wall clock in ``tz`` reads ``at``.
+
+    Compared in UTC: datetimes sharing a tzinfo compare by wall clock alone, which is wrong in
+    the hour a DST change repeats. A wall time that happens twice that night is tried at both
+    instants (``fold`` 0 then 1); one skipped by a DST jump resolves to the instant just after
+    the jump (``fold=0``, the offset in force before it)."""
+    local_zone = zone(tz)
+    after_utc = after.astimezone(UTC)
+    day = after_utc.astimezone(local_zone).date()
+    for candidate_day in (day, day + timedelta(days=1)):
+        for fold in (0, 1):
+            candidate = datetime.combine(candidate_day, at, tzinfo=local_zone).replace(fold=fold)
+            if candidate.astimezone(UTC) >= after_utc:
+                return candidate.astimezone(UTC)
+    raise AssertionError("unreachable: the next day is always later")  # pragma: no cover
 
 
 def ball_times(

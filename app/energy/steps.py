@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -54,8 +54,14 @@ async def record_steps(
     rules = registry.at(local_midnight(day, user.timezone)).rules
     if day > today:
         raise DateOutOfRange(f"{day} has not begun yet in {user.timezone}")
-    oldest = local_date(now - rules.ingest.max_age, user.timezone)
-    if day < oldest:
+    # A day's total is ingested as of the day's local start (so it counts on that day and ripens
+    # the next morning): accept only days that began within ingest.max_age, or ingestion would
+    # refuse the total as too old and the day would be closed with no energy.
+    cutoff = now - rules.ingest.max_age
+    if local_midnight(day, user.timezone) < cutoff:
+        oldest = local_date(cutoff, user.timezone)
+        if local_midnight(oldest, user.timezone) < cutoff:
+            oldest += timedelta(days=1)
         raise DateOutOfRange(f"steps for days before {oldest} are no longer accepted")
     walking = rules.activities.get(WALKING)
     if walking is None:

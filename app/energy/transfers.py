@@ -1,0 +1,73 @@
+"""Moving a user's own balance out through the ledger, atomically (watering, buying props).
+
+One statement debits the balance only if it covers the amount and writes both ledger sides, so
+two concurrent spends of the same energy cannot both succeed."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.errors import Conflict
+from app.energy.ledger import INSERT_ENTRY_COLUMNS
+
+
+class InsufficientEnergy(Conflict):
+    code, title = "insufficient_energy", "Not enough energy"
+
+
+_DEBIT_TO_SYSTEM = text(
+    f"""
+    WITH payer AS (
+        UPDATE users SET balance_g = balance_g - :amount
+        WHERE id = :user AND balance_g >= :amount
+        RETURNING balance_g
+    ), entries AS (
+        INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
+        SELECT CAST(:transfer AS uuid), 'user', CAST(:user AS uuid), NULL::uuid,
+               -CAST(:amount AS bigint), balance_g, CAST(:reason AS text), CAST(:ref AS text),
+               CAST(:version AS int), CAST(:now AS timestamptz) FROM payer
+        UNION ALL
+        SELECT CAST(:transfer AS uuid), CAST(:account AS text), NULL::uuid, NULL::uuid,
+               CAST(:amount AS bigint), NULL::bigint, CAST(:reason AS text), CAST(:ref AS text),
+               CAST(:version AS int), CAST(:now AS timestamptz) FROM payer
+    )
+    SELECT balance_g FROM payer
+    """  # noqa: S608 (only the constant column list is interpolated)
+)
+
+
+async def debit_to_system(
+    session: AsyncSession,
+    *,
+    user_id: uuid.UUID,
+    amount_g: int,
+    account: str,
+    reason: str,
+    ref: str,
+    rules_version: int,
+    now: datetime,
+) -> int:
+    """Move ``amount_g`` from the user's balance to a system account (e.g. ``system:burned``);
+    the new balance, or :class:`InsufficientEnergy`."""
+    balance = (
+        await session.execute(
+            _DEBIT_TO_SYSTEM,
+            {
+                "user": user_id,
+                "amount": amount_g,
+                "transfer": uuid.uuid4(),
+                "account": account,
+                "reason": reason,
+                "ref": ref,
+                "version": rules_version,
+                "now": now,
+            },
+        )
+    ).scalar()
+    if balance is None:
+        raise InsufficientEnergy(f"This needs {amount_g} g of energy")
+    return int(balance)

@@ -1,0 +1,147 @@
+"""Friends leaderboards on Redis sorted sets, with PostgreSQL as the truth.
+
+Scores are absolute values read from PostgreSQL and written with ``ZADD GT`` (never ZINCRBY)
+after a collect commits: a period's score only grows, so replayed, reordered or racing writes can
+neither inflate nor roll back a score. Each period key has a ``ready``
+marker; when Redis lost it (a restart without persistence, a flush), the first reader rebuilds
+the whole period from the ledger before answering. When Redis is down, answers come straight
+from PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable
+from datetime import datetime, time, timedelta
+from typing import Literal
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.energy.periods import zone
+
+logger = logging.getLogger("canopy.leaderboards")
+
+Period = Literal["day", "week", "total"]
+PERIODS: tuple[Period, ...] = ("day", "week", "total")
+_TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
+
+
+def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime | None]:
+    """(bucket name, start instant) of the period containing ``now`` in the board's time zone."""
+    local = now.astimezone(zone(tz))
+    if period == "day":
+        start = datetime.combine(local.date(), time(0), tzinfo=zone(tz))
+        return local.date().isoformat(), start
+    if period == "week":
+        monday = local.date() - timedelta(days=local.weekday())
+        year, week, _ = monday.isocalendar()
+        return f"{year}-W{week:02d}", datetime.combine(monday, time(0), tzinfo=zone(tz))
+    return "all", None
+
+
+def _key(period: Period, bucket: str) -> str:
+    return f"canopy:lb:{period}:{bucket}"
+
+
+async def values_from_db(
+    session: AsyncSession,
+    period: Period,
+    start: datetime | None,
+    user_ids: Iterable[uuid.UUID] | None,
+) -> dict[uuid.UUID, int]:
+    """Energy collected (own collects + takes from friends) per user in the period; for given
+    users, or everyone with any when ``user_ids`` is None."""
+    ids = list(user_ids) if user_ids is not None else None
+    if period == "total":
+        rows = await session.execute(
+            text(
+                "SELECT id, collected_total_g FROM users WHERE collected_total_g > 0 "
+                "AND (CAST(:ids AS uuid[]) IS NULL OR id = ANY(CAST(:ids AS uuid[])))"
+            ),
+            {"ids": ids},
+        )
+    else:
+        rows = await session.execute(
+            text(
+                "SELECT user_id, sum(amount_g) FROM ledger_entries "
+                "WHERE account = 'user' AND reason IN ('collect', 'steal') AND at >= :start "
+                "AND (CAST(:ids AS uuid[]) IS NULL OR user_id = ANY(CAST(:ids AS uuid[]))) "
+                "GROUP BY user_id"
+            ),
+            {"ids": ids, "start": start},
+        )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+async def record(
+    session: AsyncSession, redis: Redis, user_ids: Iterable[uuid.UUID], now: datetime, tz: str
+) -> None:
+    """Write the users' current scores for every period (after their collect committed)."""
+    users = list(set(user_ids))
+    if not users:
+        return
+    try:
+        pipe = redis.pipeline(transaction=False)
+        for period in PERIODS:
+            bucket, start = period_bounds(period, now, tz)
+            values = await values_from_db(session, period, start, users)
+            key = _key(period, bucket)
+            pipe.zadd(key, {str(u): values.get(u, 0) for u in users}, gt=True)
+            if period in _TTL:
+                pipe.expire(key, _TTL[period])
+        await pipe.execute()
+    except Exception:  # Redis is an accelerator: readers rebuild or fall back to PostgreSQL
+        logger.warning("leaderboard update skipped", exc_info=True)
+
+
+async def _ensure_built(
+    session: AsyncSession, redis: Redis, period: Period, bucket: str, start: datetime | None
+) -> str:
+    key = _key(period, bucket)
+    marker = f"{key}:ready"
+    if await redis.exists(marker):
+        return key
+    values = await values_from_db(session, period, start, None)
+    pipe = redis.pipeline(transaction=True)
+    # GT: a period's score only grows, so an older value racing a newer one never wins
+    items = [(str(u), v) for u, v in values.items()]
+    for i in range(0, len(items), 1000):
+        pipe.zadd(key, dict(items[i : i + 1000]), gt=True)
+    pipe.set(marker, "1")
+    if period in _TTL:
+        pipe.expire(key, _TTL[period])
+        pipe.expire(marker, _TTL[period])
+    await pipe.execute()
+    logger.info("leaderboard rebuilt from PostgreSQL", extra={"key": key, "users": len(items)})
+    return key
+
+
+async def scores(
+    session: AsyncSession,
+    redis: Redis,
+    period: Period,
+    user_ids: list[uuid.UUID],
+    now: datetime,
+    tz: str,
+) -> dict[uuid.UUID, int]:
+    """Scores of these users in the period containing ``now``."""
+    bucket, start = period_bounds(period, now, tz)
+    try:
+        key = await _ensure_built(session, redis, period, bucket, start)
+        found = await redis.zmscore(key, [str(u) for u in user_ids]) if user_ids else []
+        return {u: int(v or 0) for u, v in zip(user_ids, found, strict=True)}
+    except Exception:
+        logger.warning("leaderboard read from PostgreSQL: redis unavailable", exc_info=True)
+        values = await values_from_db(session, period, start, user_ids)
+        return {u: values.get(u, 0) for u in user_ids}
+
+
+async def record_in_background(state: object, user_ids: list[uuid.UUID], now: datetime) -> None:
+    """For ``BackgroundTasks``: runs after the response, i.e. after the collect committed."""
+    sessionmaker = state.sessionmaker  # type: ignore[attr-defined]
+    tz = state.rules_registry.at(now).rules.timezone  # type: ignore[attr-defined]
+    async with sessionmaker() as session:
+        await record(session, state.redis, user_ids, now, tz)  # type: ignore[attr-defined]
