@@ -80,7 +80,13 @@ def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> O
 
 
 def _evaluate(
-    index: int, user: UserRef, event: Incoming, origin: str, registry: RulesRegistry, now: datetime
+    index: int,
+    user: UserRef,
+    event: Incoming,
+    origin: str,
+    registry: RulesRegistry,
+    now: datetime,
+    check_window: bool = True,
 ) -> _Pending | Outcome:
     """Everything that needs no database: rules version, kind, trust, window, energy."""
     rules = registry.at(event.occurred_at)
@@ -90,9 +96,9 @@ def _evaluate(
     if origin not in kind.sources:
         return _reject(event, "untrusted_source", rules)
     ingest = rules.rules.ingest
-    if event.occurred_at > now + ingest.max_future_skew:
+    if check_window and event.occurred_at > now + ingest.max_future_skew:
         return _reject(event, "in_future", rules)
-    if event.occurred_at < now - ingest.max_age:
+    if check_window and event.occurred_at < now - ingest.max_age:
         return _reject(event, "too_old", rules)
     factor = kind.for_region(user.region)
     if factor.energy_per_event_g is not None:
@@ -148,14 +154,17 @@ async def ingest(
     events: list[tuple[UserRef, Incoming]],
     registry: RulesRegistry,
     now: datetime,
+    check_window: bool = True,
 ) -> list[Outcome]:
     """Evaluate and record a batch; outcomes in input order. ``source`` scopes event ids
-    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust."""
+    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust.
+    ``check_window=False`` is for step days, whose date was checked when it was recorded and
+    which must mint whenever the day gets closed (even after a long worker outage)."""
     repo = EnergyRepository(session)
     outcomes: list[Outcome | None] = [None] * len(events)
     pending: list[_Pending] = []
     for index, (user, event) in enumerate(events):
-        evaluated = _evaluate(index, user, event, origin, registry, now)
+        evaluated = _evaluate(index, user, event, origin, registry, now, check_window)
         if isinstance(evaluated, Outcome):
             outcomes[index] = evaluated
         else:

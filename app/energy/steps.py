@@ -127,6 +127,7 @@ async def _mint(
         events=events,
         registry=registry,
         now=now,
+        check_window=False,
     )
     params: dict[str, list[Any]] = {
         "users": [],
