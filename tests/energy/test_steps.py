@@ -142,6 +142,17 @@ class TestRecordingAnOpenDay:
 
 
 class TestMintingWhenTheDayEnds:
+    async def test_a_day_closed_after_a_long_worker_outage_still_mints_in_full(
+        self, client: httpx.AsyncClient, app: FastAPI, clock: FrozenClock
+    ) -> None:
+        alice = await register(client, "alice", timezone="Asia/Shanghai")
+        await put_steps(client, alice, "2026-11-29", 12_000)
+        clock.advance(timedelta(days=10))  # nobody read the forest, no worker ran
+        await run_worker(app, clock)
+        [(amount, _, expires_at)] = await walking_balls(app, alice)
+        assert amount == 198
+        assert expires_at == clock.now() + timedelta(hours=72)  # never born expired
+
     async def test_a_day_is_minted_when_the_forest_is_read_after_local_midnight(
         self, client: httpx.AsyncClient, app: FastAPI, clock: FrozenClock
     ) -> None:
