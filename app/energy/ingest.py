@@ -56,7 +56,7 @@ class Outcome:
 
 
 @dataclass
-class _Pending:
+class Pending:
     index: int
     user: UserRef
     event: Incoming
@@ -79,7 +79,7 @@ def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> O
     )
 
 
-def _evaluate(
+def evaluate(
     index: int,
     user: UserRef,
     event: Incoming,
@@ -87,8 +87,10 @@ def _evaluate(
     registry: RulesRegistry,
     now: datetime,
     check_window: bool = True,
-) -> _Pending | Outcome:
-    """Everything that needs no database: rules version, kind, trust, window, energy."""
+) -> Pending | Outcome:
+    """Everything that needs no database: rules version, kind, trust, window, energy.
+
+    Pure: the economy simulator runs players through this very function."""
     rules = registry.at(event.occurred_at)
     kind = rules.rules.activities.get(event.kind)
     if kind is None:
@@ -112,7 +114,7 @@ def _evaluate(
             return _reject(event, "implausible", rules)
         computed = factor.energy_g(float(event.quantity))
         rate = Decimal(str(factor.energy_per_unit_g))
-    pending = _Pending(index, user, event, rules, kind, computed, rate, factor.unit, factor.region)
+    pending = Pending(index, user, event, rules, kind, computed, rate, factor.unit, factor.region)
     day = local_date(event.occurred_at, user.timezone)
     if kind.daily_cap_g is not None or kind.daily_cap_count is not None:
         pending.cap_keys.append(("day", (user.id, event.kind, "day", day)))
@@ -121,8 +123,9 @@ def _evaluate(
     return pending
 
 
-def _apply_caps(p: _Pending, counters: dict[CapKey, Counter]) -> int:
-    """What still fits under every cap; updates the counters when something is minted."""
+def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
+    """What still fits under every cap; updates the counters when something is minted.
+    Pure (counters are plain objects): shared with the economy simulator."""
     grams = p.computed_g
     keys = dict(p.cap_keys)
     day = counters.get(keys["day"]) if "day" in keys else None
@@ -162,9 +165,9 @@ async def ingest(
     which must mint whenever the day gets closed (even after a long worker outage)."""
     repo = EnergyRepository(session)
     outcomes: list[Outcome | None] = [None] * len(events)
-    pending: list[_Pending] = []
+    pending: list[Pending] = []
     for index, (user, event) in enumerate(events):
-        evaluated = _evaluate(index, user, event, origin, registry, now, check_window)
+        evaluated = evaluate(index, user, event, origin, registry, now, check_window)
         if isinstance(evaluated, Outcome):
             outcomes[index] = evaluated
         else:
@@ -177,7 +180,7 @@ async def ingest(
 
     activities: list[dict[str, Any]] = []
     balls: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-    minted: list[_Pending] = []
+    minted: list[Pending] = []
     touched: dict[CapKey, Counter] = {}
     for p in sorted(pending, key=lambda p: (p.event.occurred_at, p.index)):
         found = existing.get((p.user.id, p.event.external_id))
@@ -191,7 +194,7 @@ async def ingest(
                 rules_version=found.rules_version,
             )
             continue
-        energy = _apply_caps(p, counters)
+        energy = apply_caps(p, counters)
         for _, key in p.cap_keys:
             touched[key] = counters[key]
         ball_id = uuid.uuid4() if energy > 0 else None
