@@ -397,3 +397,26 @@ class TestBookkeeping:
             "next_collectible_at": None,
             "energy_week_g": 0,
         }
+
+
+class TestSqlAndPythonAgree:
+    """The simulator sizes takes with ``take_size``; the service with SQL. They must agree."""
+
+    async def test_fixed_takes_match_the_python_formula(
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
+    ) -> None:
+        from app.game.stealing.service import take_size
+
+        owner = await register(client, "owner")
+        thieves = [await register(client, f"thief{i}") for i in range(3)]
+        for t in thieves:
+            await befriend(client, owner, t)
+        for share, floor, quantity in [(0.1, 0.5, 7.3), (0.3, 0.5, 0.9), (0.07, 0.25, 13.37)]:
+            tune(app, mode="fixed", max_share=share, owner_floor=floor)
+            ball = await ripe_ball(client, clock, owner, kind="cycling", quantity=quantity)
+            for thief in thieves:
+                amount, remaining, stolen = await ball_row(app, ball)
+                rules = app.state.rules_registry.at(clock.now()).rules
+                expected = take_size(amount, remaining, stolen, rules)
+                got = (await take(client, thief, owner, ball))["collected_g"]
+                assert got == expected, (share, floor, amount, stolen)

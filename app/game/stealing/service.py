@@ -15,6 +15,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 from sqlalchemy import text
@@ -72,6 +73,29 @@ class StealParams:
             "allowed": self.allowed,
             **extra,
         }
+
+
+def one_take_g(amount_g: int, max_share: float) -> int:
+    """The most one friend takes from a ball: ``floor(amount_g * max_share)``, at least 1 g.
+    Decimal arithmetic, exactly like PostgreSQL's numeric in ``_ONE_TAKE``."""
+    return max(1, int((Decimal(amount_g) * Decimal(str(max_share))).to_integral_value(ROUND_FLOOR)))
+
+
+def friends_allowance_g(amount_g: int, owner_floor: float, stolen_g: int) -> int:
+    """What friends together may still take: ``floor(amount_g * (1 - owner_floor)) - stolen_g``."""
+    cap = (Decimal(amount_g) * (1 - Decimal(str(owner_floor)))).to_integral_value(ROUND_FLOOR)
+    return int(cap) - stolen_g
+
+
+def take_size(
+    amount_g: int, remaining_g: int, stolen_g: int, rules: Rules, draw: float | None = None
+) -> int:
+    """Grams one take moves, the same formula as the SQL take (the simulator uses this);
+    ``draw`` in [0, 1) is the random mode's uniform draw. 0 means nothing may be taken."""
+    s = rules.stealing
+    most = one_take_g(amount_g, s.max_share)
+    wanted = most if s.mode == "fixed" else 1 + int((draw or 0.0) * most)
+    return max(0, min(wanted, friends_allowance_g(amount_g, s.owner_floor, stolen_g), remaining_g))
 
 
 @dataclass(frozen=True)
