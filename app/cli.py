@@ -102,7 +102,9 @@ def worker() -> None:
     """Run background jobs only (no HTTP)."""
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
+    from app.core.redis import create_redis
     from app.core.worker import Worker
+    from app.game.rules.hot import RulesWatcher
     from app.game.rules.registry import load_registry
     from app.jobs import default_jobs
 
@@ -115,12 +117,17 @@ def worker() -> None:
         async with sessionmaker() as session:
             registry = await load_registry(session)
         jobs = Worker(sessionmaker, SystemClock(), default_jobs(registry))
+        redis = create_redis(services.redis_url)
+        watcher = RulesWatcher(registry, sessionmaker, redis, settings.rules_refresh_seconds)
+        watcher.start()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, jobs.stop)
         try:
             await jobs.run_forever()
         finally:
+            await watcher.stop()
+            await redis.aclose()
             await engine.dispose()
 
     try:

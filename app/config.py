@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     in_process_worker: bool = Field(
         default=False, description="run background jobs inside the API process (canopy serve)"
     )
+    rules_refresh_seconds: float = Field(
+        default=10.0, ge=0, description="backstop poll for newly published rules (0: off)"
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
     db_pool_size: int = Field(default=10, ge=1)

@@ -31,6 +31,8 @@ from app.game.friends.endpoints import router as friends_router
 from app.game.leaderboards.endpoints import router as leaderboards_router
 from app.game.props.endpoints import admin_router as props_admin_router
 from app.game.props.endpoints import router as props_router
+from app.game.rules.endpoints import router as rules_admin_router
+from app.game.rules.hot import RulesWatcher
 from app.game.rules.loader import load_rules
 from app.game.rules.registry import load_registry, publish_at_startup
 from app.jobs import default_jobs
@@ -74,6 +76,12 @@ def create_app(
             rules.rules.version,
             rules.sha256[:12],
         )
+        watcher = RulesWatcher(
+            registry, sessionmaker, redis, interval=settings.rules_refresh_seconds
+        )
+        app.state.rules_watcher = watcher
+        if settings.rules_refresh_seconds > 0:
+            watcher.start()
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker if run_worker is not None else settings.in_process_worker:
@@ -85,6 +93,7 @@ def create_app(
             if worker is not None and worker_task is not None:
                 worker.stop()
                 await worker_task
+            await watcher.stop()
             await redis.aclose()
             await engine.dispose()
             await asyncio.to_thread(services.stop_embedded)
@@ -109,6 +118,7 @@ def create_app(
         props_admin_router,
         feed_router,
         leaderboards_router,
+        rules_admin_router,
         partners_admin_router,
         partner_router,
     ):

@@ -125,6 +125,7 @@ def settings(test_servers: TestServers, tmp_path: Path) -> Settings:
         webhook_allow_private=False,
         # game tests move the clock by days; the token-expiry test uses this value explicitly
         access_token_ttl=timedelta(days=365),
+        rules_refresh_seconds=0,  # hot-publishing tests turn the watcher on themselves
     )
 
 

@@ -132,7 +132,11 @@ class Keys:
                 self.jwt_secret,
                 algorithms=[JWT_ALGORITHM],
                 audience=JWT_AUDIENCE,
-                options={"require": ["exp", "sub", "sid"], "verify_exp": False, "verify_iat": False},
+                options={
+                    "require": ["exp", "sub", "sid"],
+                    "verify_exp": False,
+                    "verify_iat": False,
+                },
             )
         except jwt.PyJWTError:
             return None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -10,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from app.game.rules.diff import describe_changes
 from app.game.rules.loader import (
     FILE_LOC,
     LoadedRules,
@@ -20,7 +22,9 @@ from app.game.rules.loader import (
 )
 from app.game.rules.schema import ActivityRules, EnergyFactor
 
-rules_app = typer.Typer(help="Check game rules files (TOML).", no_args_is_help=True)
+rules_app = typer.Typer(
+    help="Check, compare and publish game rules files (TOML).", no_args_is_help=True
+)
 
 
 @rules_app.callback()
@@ -94,3 +98,109 @@ def _caps(activity: ActivityRules) -> str:
     if activity.monthly_cap_count is not None:
         caps.append(f"{activity.monthly_cap_count}/month")
     return ", ".join(caps) or "—"
+
+
+@rules_app.command("diff")
+def diff(
+    old: Annotated[Path, typer.Argument(help="The rules in force (or any base).", dir_okay=False)],
+    new: Annotated[Path, typer.Argument(help="The changed rules.", dir_okay=False)],
+) -> None:
+    """What changes from OLD to NEW, one line per change ("metro: 52 g → 60 g per event").
+    Exit 0 either way; 1 if a file is invalid."""
+    loaded = []
+    for file in (old, new):
+        try:
+            loaded.append(load_rules(file))
+        except RulesInvalid as exc:
+            _fail(file, exc.errors)
+        except OSError as exc:
+            _fail(file, [RuleIssue(loc=FILE_LOC, msg=f"cannot read {file}: {exc.strerror}")])
+    changes = describe_changes(loaded[0].rules, loaded[1].rules)
+    if not changes:
+        typer.echo(
+            "no changes in behaviour"
+            + ("" if loaded[0].sha256 == loaded[1].sha256 else " (the texts differ only in form)")
+        )
+        return
+    for line in changes:
+        typer.echo(line)
+
+
+@rules_app.command("publish")
+def publish_cmd(
+    file: Annotated[Path, typer.Argument(help="The rules file to publish.", dir_okay=False)],
+    effective_from: Annotated[
+        datetime | None,
+        typer.Option("--effective-from", help="When it takes effect (ISO 8601 with offset)."),
+    ] = None,
+    simulate: Annotated[
+        bool, typer.Option("--simulate", help="Refuse changes with a big simulated effect.")
+    ] = False,
+    force: Annotated[bool, typer.Option("--force", help="Publish despite the simulation.")] = False,
+) -> None:
+    """Publish FILE as a new version in the configured database; running services switch to it
+    at --effective-from (default: now) without a restart."""
+    import asyncio
+
+    from app.config import get_settings
+    from app.core.clock import SystemClock
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.errors import CanopyError
+    from app.core.redis import create_redis
+    from app.core.services import resolve_services
+    from app.game.rules.hot import announce
+    from app.game.rules.registry import load_registry
+    from app.game.rules.service import publish_text
+
+    if effective_from is not None and effective_from.tzinfo is None:
+        typer.echo("--effective-from needs an offset, e.g. 2026-12-01T07:00:00+08:00", err=True)
+        raise typer.Exit(2)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as exc:
+        _fail(file, [RuleIssue(loc=FILE_LOC, msg=f"cannot read {file}: {exc.strerror}")])
+    settings = get_settings()
+    services = resolve_services(settings)
+
+    async def run() -> None:
+        engine = create_engine(services.database_url, settings)
+        redis = create_redis(services.redis_url)
+        try:
+            async with create_sessionmaker(engine)() as session, session.begin():
+                registry = await load_registry(session)
+                published = await publish_text(
+                    session,
+                    text,
+                    effective_from=effective_from,
+                    now=SystemClock().now(),
+                    registry=registry,
+                    simulate=simulate,
+                    force=force,
+                )
+            v = published.version
+            assert v.version is not None
+            if published.created:
+                await announce(redis, v.version)
+                typer.echo(
+                    f"published version {v.version} ({v.sha256[:12]}), "
+                    f"effective from {v.effective_from.isoformat()}"
+                )
+            else:
+                typer.echo(
+                    f"already published as version {v.version} ({v.sha256[:12]}); nothing changed"
+                )
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    try:
+        asyncio.run(run())
+    except CanopyError as exc:
+        for error in exc.extra.get("errors", []):
+            typer.echo(f"{error['loc']}: {error['msg']}")
+        for reason in exc.extra.get("reasons", []):
+            typer.echo(reason)
+        typer.echo(f"not published: {exc.detail}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        services.stop_embedded()

@@ -48,6 +48,10 @@ class RulesRegistry:
                 return candidate
         raise KeyError(f"unknown rules version {version}")
 
+    def replace(self, versions: list[ActiveRules]) -> None:
+        """Swap in a freshly loaded list (one attribute assignment: readers never see a mix)."""
+        self.versions = list(versions)
+
     def replace_active_rules(self, rules: Rules, when: datetime) -> None:
         """Swap the parsed rules of the version in force (tests tune limits this way)."""
         current = self.at(when)
@@ -61,6 +65,13 @@ async def publish(
     session: AsyncSession, loaded: LoadedRules, effective_from: datetime, now: datetime
 ) -> RulesVersion:
     """Store a rules text as a version (no-op returning the existing one for known content)."""
+    # look first: an INSERT ... ON CONFLICT would burn a version number on every restart
+    known = await session.execute(
+        select(RulesVersion).where(col(RulesVersion.sha256) == loaded.sha256)
+    )
+    found = known.scalars().first()
+    if found is not None:
+        return found
     stmt = (
         insert(RulesVersion)
         .values(

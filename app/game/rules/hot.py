@@ -1,0 +1,108 @@
+"""Hot publishing: every process picks up newly published rules within seconds, no restart.
+
+A publish announces itself on a Redis channel; each process reloads the versions from PostgreSQL
+when told, and also checks every ``interval`` seconds in case a message was missed (Redis down,
+a process busy reconnecting). The registry is updated in place, so everything holding it — the
+request handlers, the rate limiter, the worker's jobs — sees the new versions at once; a version
+with a future ``effective_from`` then takes over at that instant by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.game.rules.registry import RulesRegistry, load_registry
+
+logger = logging.getLogger("canopy.rules")
+
+CHANNEL = "canopy:rules:published"
+
+
+async def announce(redis: Redis, version: int) -> None:
+    """Tell every process a version was published (best effort: the poll is the backstop)."""
+    try:
+        await redis.publish(CHANNEL, str(version))
+    except Exception:
+        logger.warning("could not announce rules version %s; processes will poll", version)
+
+
+class RulesWatcher:
+    def __init__(
+        self,
+        registry: RulesRegistry,
+        sessionmaker: async_sessionmaker[AsyncSession],
+        redis: Redis,
+        interval: float = 10.0,
+    ) -> None:
+        self.registry = registry
+        self.sessionmaker = sessionmaker
+        self.redis = redis
+        self.interval = interval
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _fingerprint(self, registry: RulesRegistry) -> list[tuple[int, object]]:
+        return [(v.version, v.effective_from) for v in registry.versions]
+
+    async def reload(self) -> bool:
+        """Load the versions from PostgreSQL; True when something changed."""
+        async with self.sessionmaker() as session:
+            fresh = await load_registry(session)
+        if self._fingerprint(fresh) == self._fingerprint(self.registry):
+            return False
+        self.registry.replace(fresh.versions)
+        logger.info(
+            "rules versions reloaded",
+            extra={"versions": [v.version for v in fresh.versions]},
+        )
+        return True
+
+    async def _changed_in_db(self) -> bool:
+        async with self.sessionmaker() as session:
+            row = (
+                await session.execute(text("SELECT count(*), max(version) FROM rules_versions"))
+            ).one()
+        known = self.registry.versions
+        return (row[0], row[1]) != (len(known), max((v.version for v in known), default=None))
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                if await self._changed_in_db():
+                    await self.reload()
+            except Exception:
+                logger.warning("rules poll failed", exc_info=True)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                pubsub = self.redis.pubsub()
+                await pubsub.subscribe(CHANNEL)
+                async for message in pubsub.listen():
+                    if message.get("type") == "message":
+                        await self.reload()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.warning("rules channel lost; retrying", exc_info=True)
+                await asyncio.sleep(min(self.interval, 5.0))
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._listen(), name="rules-listen"),
+            asyncio.create_task(self._poll(), name="rules-poll"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
