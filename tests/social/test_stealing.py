@@ -285,8 +285,8 @@ class TestRaces:
         async with app.state.engine.begin() as conn:  # befriend in bulk: the race is the point here
             await conn.execute(
                 text(
-                    "INSERT INTO friendships (user_id, friend_id, created_at) "
-                    "SELECT a, b, now() FROM unnest(CAST(:a AS uuid[]), CAST(:b AS uuid[])) AS t(a, b)"
+                    "INSERT INTO friendships (user_id, friend_id, created_at) SELECT a, b, now() "
+                    "FROM unnest(CAST(:a AS uuid[]), CAST(:b AS uuid[])) AS t(a, b)"
                 ),
                 {
                     "a": [owner.id] * 50 + [t.id for t in thieves],

@@ -84,10 +84,10 @@ async def publish(
         .on_conflict_do_nothing(index_elements=["sha256"])
     )
     await session.execute(stmt)
-    found = await session.execute(
+    stored = await session.execute(
         select(RulesVersion).where(col(RulesVersion.sha256) == loaded.sha256)
     )
-    return found.scalars().one()
+    return stored.scalars().one()
 
 
 # The first version ever published governs everything before it too (late events included).
