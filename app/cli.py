@@ -116,7 +116,7 @@ def worker() -> None:
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             registry = await load_registry(session)
-        jobs = Worker(sessionmaker, SystemClock(), default_jobs(registry))
+        jobs = Worker(sessionmaker, SystemClock(), default_jobs(registry, settings.raw_retention))
         redis = create_redis(services.redis_url)
         watcher = RulesWatcher(registry, sessionmaker, redis, settings.rules_refresh_seconds)
         watcher.start()
@@ -151,6 +151,57 @@ def migrate(
         typer.echo(f"database at {revision}")
     finally:
         services.stop_embedded()
+
+
+users_app = typer.Typer(help="Operators' answers to people's data requests.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+
+@users_app.command("export")
+def export_user(
+    handle: Annotated[str, typer.Argument(help="The user's handle.")],
+    out: Annotated[
+        str | None, typer.Option("--out", "-o", help="Write to this file instead of stdout.")
+    ] = None,
+) -> None:
+    """Everything held about a user, as the JSON document of GET /v1/me/export."""
+    import orjson
+
+    from app.accounts.privacy import export
+    from app.core.clock import SystemClock
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.security import Keys
+    from app.game.friends.repository import FriendsRepository
+
+    settings = get_settings()
+    services = _services()
+
+    async def run() -> bytes | None:
+        engine = create_engine(services.database_url, settings)
+        keys = Keys.from_settings(settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                user_id = await FriendsRepository(session).user_by_handle(handle.strip().lower())
+                if user_id is None:
+                    return None
+                document = await export(session, keys, user_id, SystemClock().now())
+                return orjson.dumps(document, option=orjson.OPT_INDENT_2)
+        finally:
+            await engine.dispose()
+
+    try:
+        data = asyncio.run(run())
+    finally:
+        services.stop_embedded()
+    if data is None:
+        typer.echo(f"no user with handle {handle!r}", err=True)
+        raise typer.Exit(1)
+    if out:
+        with open(out, "wb") as fh:
+            fh.write(data)
+        typer.echo(f"wrote {len(data)} bytes to {out}", err=True)
+    else:
+        typer.echo(data.decode())
 
 
 def main() -> None:

@@ -59,6 +59,10 @@ class Settings(BaseSettings):
     in_process_worker: bool = Field(
         default=False, description="run background jobs inside the API process (canopy serve)"
     )
+    raw_retention: timedelta = Field(
+        default=timedelta(days=90),
+        description="raw activity attributes and step sources older than this are purged",
+    )
     rules_refresh_seconds: float = Field(
         default=10.0, ge=0, description="backstop poll for newly published rules (0: off)"
     )
@@ -89,7 +93,9 @@ class Settings(BaseSettings):
             return [parse_duration(p) for p in parts]
         return value
 
-    @field_validator("access_token_ttl", "refresh_token_ttl", "idempotency_ttl", mode="before")
+    @field_validator(
+        "access_token_ttl", "refresh_token_ttl", "idempotency_ttl", "raw_retention", mode="before"
+    )
     @classmethod
     def _durations(cls, value: object) -> object:
         if isinstance(value, str | int) and not isinstance(value, bool):

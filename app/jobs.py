@@ -7,18 +7,25 @@ from functools import partial
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.privacy import purge_raw_details
 from app.core.worker import Job, housekeeping_jobs
 from app.energy.ledger import book_expired
 from app.energy.steps import mint_due_step_days
 from app.game.rules.registry import RulesRegistry
 
 
-def default_jobs(registry: RulesRegistry) -> list[Job]:
+def default_jobs(
+    registry: RulesRegistry, raw_retention: timedelta = timedelta(days=90)
+) -> list[Job]:
     async def mint_steps(session: AsyncSession, now: datetime) -> int:
         return await mint_due_step_days(session, now, registry)
+
+    async def purge_raw(session: AsyncSession, now: datetime) -> int:
+        return await purge_raw_details(session, now, raw_retention)
 
     return [
         *housekeeping_jobs(),
         Job("book_expired_balls", timedelta(minutes=1), partial(book_expired)),
         Job("mint_step_days", timedelta(minutes=1), mint_steps),
+        Job("purge_raw_details", timedelta(hours=1), purge_raw),
     ]

@@ -85,7 +85,7 @@ def create_app(
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker if run_worker is not None else settings.in_process_worker:
-            worker = Worker(sessionmaker, clock, default_jobs(registry))
+            worker = Worker(sessionmaker, clock, default_jobs(registry, settings.raw_retention))
             worker_task = asyncio.create_task(worker.run_forever(), name="canopy-worker")
         try:
             yield

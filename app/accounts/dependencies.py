@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.accounts.models import User
@@ -20,6 +20,7 @@ user_bearer = HTTPBearer(
 
 
 async def current_user(
+    request: Request,
     session: SessionDep,
     keys: KeysDep,
     clock: ClockDep,
@@ -36,6 +37,7 @@ async def current_user(
     user = await AccountsRepository(session).get_authenticated(user_id, session_id)
     if user is None:
         raise Unauthorized("This login has ended; sign in again")
+    request.state.token_issued_at = int(claims.get("iat", 0))
     return user
 
 

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+import orjson
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
-from app.accounts import service
+from app.accounts import privacy, service
 from app.accounts.dependencies import CurrentUser
 from app.accounts.schemas import AuthResult, MePatch, RefreshIn, RegisterIn, TokenIn, UserPublic
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, LimiterDep, RulesDep, SettingsDep
+from app.core.errors import Forbidden
 from app.core.idempotency import IdempotencyDep
 from app.core.ratelimit import client_address, limit_by_address
+from app.core.security import verify_password
+from app.game.leaderboards.service import forget_on_boards
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
 me_router = APIRouter(prefix="/v1/me", tags=["me"])
@@ -40,6 +46,7 @@ async def register(
         owner="anonymous",
         status_code=201,
         produce=lambda: service.register(session, ctx, payload, rules.rules.timezone),
+        subject=lambda result: result.user.id,
     )
 
 
@@ -71,3 +78,51 @@ async def patch_me(
 ) -> UserPublic:
     updated = await service.update_profile(session, user, patch, clock.now())
     return service.user_public(updated)
+
+
+class EraseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    password: str | None = Field(default=None, max_length=256)
+
+
+class ReauthenticationRequired(Forbidden):
+    code, title = "reauthentication_required", "Confirm with your password or a fresh sign-in"
+
+
+FRESH_TOKEN = timedelta(minutes=5)
+
+
+@me_router.get("/export")
+async def export_me(
+    user: CurrentUser, session: SessionDep, keys: KeysDep, clock: ClockDep
+) -> Response:
+    """Everything Canopy holds about you, as one JSON document (fields: docs/privacy.md)."""
+    document = await privacy.export(session, keys, user.id, clock.now())
+    return Response(
+        orjson.dumps(document),
+        media_type="application/json",
+        headers={"Content-Disposition": 'attachment; filename="canopy-export.json"'},
+    )
+
+
+@me_router.delete("", status_code=204)
+async def erase_me(
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+    background: BackgroundTasks,
+    payload: EraseIn | None = None,
+) -> Response:
+    """Erase your account: send your password, or call within 5 minutes of signing in. Your
+    energy numbers stay in the ledger under an anonymous id; everything naming you goes."""
+    now = clock.now()
+    if payload is not None and payload.password is not None:
+        if not await verify_password(user.password_hash, payload.password):
+            raise service.InvalidCredentials("The password is not right")
+    elif now.timestamp() - request.state.token_issued_at > FRESH_TOKEN.total_seconds():
+        raise ReauthenticationRequired()
+    await privacy.erase(session, user.id, now)
+    background.add_task(forget_on_boards, request.app.state.redis, user.id)
+    return Response(status_code=204)

@@ -12,6 +12,7 @@ Errors are not stored: a request that failed changed nothing and may be retried 
 from __future__ import annotations
 
 import hashlib
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Annotated, Any
@@ -46,6 +47,8 @@ class IdempotencyRecord(SQLModel, table=True):
     response: bytes | None = Field(default=None, sa_type=LargeBinary)
     created_at: datetime = ts_field()
     expires_at: datetime = ts_field(index=True)
+    # the person whose data the stored reply holds (export and erasure find it by this)
+    user_id: uuid.UUID | None = Field(default=None, index=True)
 
 
 def fingerprint(method: str, path: str, body: bytes) -> str:
@@ -76,6 +79,7 @@ class Idempotency:
         owner: str,
         status_code: int | Callable[[Any], int],
         produce: Callable[[], Awaitable[BaseModel]],
+        subject: Callable[[Any], uuid.UUID | None] | None = None,
     ) -> Response:
         """Run ``produce`` unless this key already ran it; answer the stored or new response.
         ``status_code`` may be a function of the result (201 created / 200 duplicate)."""
@@ -139,17 +143,23 @@ class Idempotency:
         body, status = _dump(result), status_of(result)
         await self.session.execute(
             text(
-                "UPDATE idempotency_keys SET status_code = :status, response = :response "
-                "WHERE owner = :owner AND key = :key"
+                "UPDATE idempotency_keys SET status_code = :status, response = :response, "
+                "user_id = :subject WHERE owner = :owner AND key = :key"
             ),
             {
                 "status": status,
                 "response": keys.encrypt(body),
                 "owner": owner,
                 "key": self.key,
+                "subject": subject(result) if subject else _owner_user(owner),
             },
         )
         return _json_response(status, body, replayed=False)
+
+
+def _owner_user(owner: str) -> uuid.UUID | None:
+    kind, _, ident = owner.partition(":")
+    return uuid.UUID(ident) if kind == "user" else None
 
 
 def _dump(result: BaseModel) -> bytes:

@@ -145,3 +145,13 @@ async def record_in_background(state: object, user_ids: list[uuid.UUID], now: da
     tz = state.rules_registry.at(now).rules.timezone  # type: ignore[attr-defined]
     async with sessionmaker() as session:
         await record(session, state.redis, user_ids, now, tz)  # type: ignore[attr-defined]
+
+
+async def forget_on_boards(redis: Redis, user_id: uuid.UUID) -> None:
+    """Drop an erased user from every board (best effort: boards only show friends anyway)."""
+    try:
+        async for key in redis.scan_iter(match="canopy:lb:*", count=500):
+            if not key.endswith(b":ready"):
+                await redis.zrem(key, str(user_id))
+    except Exception:
+        logger.warning("could not remove an erased user from the boards", exc_info=True)
