@@ -103,6 +103,7 @@ def worker() -> None:
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
     from app.core.redis import create_redis
+    from app.core.security import Keys
     from app.core.worker import Worker
     from app.game.rules.hot import RulesWatcher
     from app.game.rules.registry import load_registry
@@ -116,7 +117,13 @@ def worker() -> None:
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             registry = await load_registry(session)
-        jobs = Worker(sessionmaker, SystemClock(), default_jobs(registry, settings.raw_retention))
+        every = default_jobs(
+            registry,
+            settings.raw_retention,
+            settings=settings,
+            keys=Keys.from_settings(settings),
+        )
+        jobs = Worker(sessionmaker, SystemClock(), every)
         redis = create_redis(services.redis_url)
         watcher = RulesWatcher(registry, sessionmaker, redis, settings.rules_refresh_seconds)
         watcher.start()
@@ -202,6 +209,19 @@ def export_user(
         typer.echo(f"wrote {len(data)} bytes to {out}", err=True)
     else:
         typer.echo(data.decode())
+
+
+@app.command()
+def demo(
+    webhook_url: Annotated[
+        str | None, typer.Option(help="the demo partner's webhook URL (used when it is created)")
+    ] = None,
+) -> None:
+    """Seed a demo NGO partner and a catalog after Ant Forest's (safe to run again); prints the
+    partner's API key and webhook secret once, when it is created."""
+    from app.planting.demo import main as seed_demo
+
+    seed_demo(webhook_url)
 
 
 def main() -> None:

@@ -52,6 +52,8 @@ class Settings(BaseSettings):
         description="key for secrets kept encrypted at rest (webhook secrets, stored replies); "
         "unset → derived from the JWT secret",
     )
+    argon2_time_cost: int = Field(default=3, ge=1, description="argon2id passes")
+    argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory (KiB)")
     access_token_ttl: timedelta = timedelta(minutes=15)
     refresh_token_ttl: timedelta = timedelta(days=30)
     max_body_bytes: int = Field(default=1_048_576, ge=1024)

@@ -20,7 +20,7 @@ from app.core.observability import MetricsMiddleware, RequestIdMiddleware, confi
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.core.redis import create_redis
-from app.core.security import Keys
+from app.core.security import Keys, configure_password_hashing
 from app.core.services import resolve_services
 from app.core.worker import Worker
 from app.energy.endpoints import admin_router as energy_admin_router
@@ -38,6 +38,9 @@ from app.game.rules.registry import load_registry, publish_at_startup
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
+from app.planting.endpoints import admin_router as planting_admin_router
+from app.planting.endpoints import partner_router as planting_partner_router
+from app.planting.endpoints import router as planting_router
 
 logger = logging.getLogger("canopy")
 
@@ -48,6 +51,7 @@ def create_app(
     """Build the app. ``run_worker`` defaults to the ``CANOPY_IN_PROCESS_WORKER`` setting."""
     settings = settings or get_settings()
     clock = clock or SystemClock()
+    configure_password_hashing(settings.argon2_time_cost, settings.argon2_memory_kib)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -85,7 +89,10 @@ def create_app(
         worker_task: asyncio.Task[None] | None = None
         worker: Worker | None = None
         if run_worker if run_worker is not None else settings.in_process_worker:
-            worker = Worker(sessionmaker, clock, default_jobs(registry, settings.raw_retention))
+            jobs = default_jobs(
+                registry, settings.raw_retention, settings=settings, keys=app.state.keys
+            )
+            worker = Worker(sessionmaker, clock, jobs)
             worker_task = asyncio.create_task(worker.run_forever(), name="canopy-worker")
         try:
             yield
@@ -121,6 +128,9 @@ def create_app(
         rules_admin_router,
         partners_admin_router,
         partner_router,
+        planting_router,
+        planting_partner_router,
+        planting_admin_router,
     ):
         app.include_router(router)
     # outermost first: ids for everything, metrics around everything, body limit closest to routes

@@ -8,6 +8,15 @@ from app.game.feed.models import FeedItem
 from app.game.models import BallSteal, Block, FriendRequest, Friendship, Prop, WateringDay
 from app.game.rules.models import RulesVersion
 from app.partners.models import Partner
+from app.planting.models import (
+    CatalogItem,
+    OrderReport,
+    Planting,
+    PlantingOrder,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookEndpoint,
+)
 
 __all__ = [
     "Activity",
@@ -15,18 +24,25 @@ __all__ = [
     "BallSteal",
     "Block",
     "CapCounter",
+    "CatalogItem",
     "EnergyBall",
     "FeedItem",
     "FriendRequest",
     "Friendship",
     "IdempotencyRecord",
     "LedgerEntry",
+    "OrderReport",
     "Partner",
+    "Planting",
+    "PlantingOrder",
     "Prop",
     "RefreshToken",
     "RulesVersion",
     "StepDay",
     "User",
     "WateringDay",
+    "WebhookAttempt",
+    "WebhookDelivery",
+    "WebhookEndpoint",
     "metadata",
 ]

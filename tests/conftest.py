@@ -126,6 +126,9 @@ def settings(test_servers: TestServers, tmp_path: Path) -> Settings:
         # game tests move the clock by days; the token-expiry test uses this value explicitly
         access_token_ttl=timedelta(days=365),
         rules_refresh_seconds=0,  # hot-publishing tests turn the watcher on themselves
+        # argon2 at its production cost would dominate the suite; tests need correctness only
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
     )
 
 

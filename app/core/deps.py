@@ -16,33 +16,33 @@ if TYPE_CHECKING:
     from app.game.rules.registry import ActiveRules, RulesRegistry
 
 
-def get_settings_dep(request: Request) -> Settings:
+async def get_settings_dep(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock
     return clock
 
 
-def get_keys(request: Request) -> Keys:
+async def get_keys(request: Request) -> Keys:
     keys: Keys = request.app.state.keys
     return keys
 
 
-def get_registry(request: Request) -> RulesRegistry:
+async def get_registry(request: Request) -> RulesRegistry:
     registry: RulesRegistry = request.app.state.rules_registry
     return registry
 
 
-def get_rules(request: Request) -> ActiveRules:
+async def get_rules(request: Request) -> ActiveRules:
     """The rules version in force now."""
     registry: RulesRegistry = request.app.state.rules_registry
     return registry.at(request.app.state.clock.now())
 
 
-def get_rate_limiter(request: Request) -> RateLimiter:
+async def get_rate_limiter(request: Request) -> RateLimiter:
     limiter: RateLimiter = request.app.state.rate_limiter
     return limiter
 

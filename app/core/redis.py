@@ -19,7 +19,7 @@ def create_redis(url: str) -> Redis:
     )
 
 
-def get_redis(request: Request) -> Redis:
+async def get_redis(request: Request) -> Redis:
     redis: Redis = request.app.state.redis
     return redis
 

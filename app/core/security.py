@@ -29,6 +29,17 @@ _hasher = PasswordHasher()
 # Verifying against this when a handle is unknown keeps login timing the same either way.
 _DUMMY_HASH = _hasher.hash("canopy-dummy-password")
 
+
+def configure_password_hashing(time_cost: int, memory_kib: int) -> None:
+    """Set argon2id's cost (once, at start). Existing hashes keep verifying with their own
+    parameters, which argon2 stores inside each hash."""
+    global _hasher, _DUMMY_HASH
+    if (_hasher.time_cost, _hasher.memory_cost) == (time_cost, memory_kib):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib)
+    _DUMMY_HASH = _hasher.hash("canopy-dummy-password")
+
+
 JWT_ALGORITHM = "HS256"
 JWT_AUDIENCE = "canopy:user"
 

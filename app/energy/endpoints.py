@@ -42,9 +42,11 @@ from app.energy.schemas import (
     UserRefOut,
 )
 from app.game.leaderboards.service import record_in_background
+from app.game.props import service as props
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope
+from app.planting.service import count_trees
 
 router = APIRouter(tags=["energy"])
 partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
@@ -284,13 +286,21 @@ async def get_forest(
     now = clock.now()
     await steps.mint_closed_days(session, _ref(user), registry, now)
     balls = await forest.list_balls(session, user.id, now, include_all=all)
+    cards = await props.inventory(session, user.id, registry.at(now), now)
     assert user.handle is not None
     return ForestOut(
         now=now,
         user=ForestUser(id=user.id, handle=user.handle, display_name=user.display_name),
         balance_g=user.balance_g,
         balls=[_ball_out(b) for b in balls],
-        trees=Trees(count=0),
+        shield_until=next((c.active_until for c in cards if c.type == props.SHIELD), None),
+        # the cards running now (the whole inventory is GET /v1/props)
+        props=[
+            {"type": c.type, "count": c.count, "active_until": c.active_until}
+            for c in cards
+            if c.active_until is not None
+        ],
+        trees=Trees(count=await count_trees(session, user.id)),
     )
 
 
@@ -307,14 +317,16 @@ async def collect(
 ) -> Response:
     """Collect every ripe ball, or the given ones; per-ball status for each."""
     await limiter.hit("collect", f"user:{user.id}")
-    # leaderboards are refreshed from PostgreSQL once this collect has committed
-    background.add_task(record_in_background, request.app.state, [user.id], clock.now())
+
+    collected = 0
 
     async def produce() -> CollectOut:
+        nonlocal collected
         ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
         balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
+        collected = sum(o.collected_g for o in outcomes)
         return CollectOut(
-            collected_g=sum(o.collected_g for o in outcomes),
+            collected_g=collected,
             balance_g=balance,
             results=[
                 CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
@@ -322,7 +334,11 @@ async def collect(
             ],
         )
 
-    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
+    response = await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
+    if collected:
+        # scores changed: refresh the leaderboards from PostgreSQL once this has committed
+        background.add_task(record_in_background, request.app.state, [user.id], clock.now())
+    return response
 
 
 @router.get("/v1/energy/ledger", response_model=LedgerPage)

@@ -13,13 +13,58 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.models import table_of
-from app.energy.models import Activity, EnergyBall, LedgerEntry
+from app.core.bulk import Column, insert_rows
 
 CapKey = tuple[uuid.UUID, str, str, date]  # user, kind, "day" | "month", period start
+
+ACTIVITY_COLUMNS: tuple[Column, ...] = (
+    ("user_id", "uuid"),
+    ("source", "text"),
+    ("external_id", "text"),
+    ("kind", "text"),
+    ("occurred_at", "timestamptz"),
+    ("received_at", "timestamptz"),
+    ("quantity", "numeric"),
+    ("unit", "text"),
+    ("attributes", "jsonb"),
+    ("region", "text"),
+    ("factor_g", "numeric"),
+    ("rules_version", "int"),
+    ("computed_g", "bigint"),
+    ("energy_g", "bigint"),
+    ("status", "text"),
+    ("ball_id", "uuid"),
+)
+BALL_COLUMNS: tuple[Column, ...] = (
+    ("id", "uuid"),
+    ("user_id", "uuid"),
+    ("kind", "text"),
+    ("ref", "text"),
+    ("amount_g", "bigint"),
+    ("remaining_g", "bigint"),
+    ("stealable", "boolean"),
+    ("created_at", "timestamptz"),
+    ("ripens_at", "timestamptz"),
+    ("expires_at", "timestamptz"),
+    ("expired_at", "timestamptz"),
+    ("expired_g", "bigint"),
+    ("stolen_g", "bigint"),
+    ("rules_version", "int"),
+)
+ENTRY_COLUMNS: tuple[Column, ...] = (
+    ("transfer_id", "uuid"),
+    ("account", "text"),
+    ("user_id", "uuid"),
+    ("ball_id", "uuid"),
+    ("amount_g", "bigint"),
+    ("balance_after_g", "bigint"),
+    ("reason", "text"),
+    ("ref", "text"),
+    ("rules_version", "int"),
+    ("at", "timestamptz"),
+)
 
 
 @dataclass
@@ -114,23 +159,24 @@ class EnergyRepository:
         """Insert; returns the keys actually inserted (a concurrent duplicate is skipped)."""
         if not rows:
             return set()
-        stmt = (
-            insert(table_of(Activity))
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["user_id", "source", "external_id"])
-            .returning(table_of(Activity).c.user_id, table_of(Activity).c.external_id)
+        result = await insert_rows(
+            self.session,
+            "activities",
+            ACTIVITY_COLUMNS,
+            rows,
+            "ON CONFLICT (user_id, source, external_id) DO NOTHING RETURNING user_id, external_id",
         )
-        return {(r[0], r[1]) for r in await self.session.execute(stmt)}
+        return {(row.user_id, row.external_id) for row in result}
 
     # --- balls and the ledger -----------------------------------------------------------------
 
     async def insert_balls(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(insert(table_of(EnergyBall)).values(rows))
+            await insert_rows(self.session, "energy_balls", BALL_COLUMNS, rows)
 
     async def insert_entries(self, rows: list[dict[str, Any]]) -> None:
         if rows:
-            await self.session.execute(insert(table_of(LedgerEntry)).values(rows))
+            await insert_rows(self.session, "ledger_entries", ENTRY_COLUMNS, rows)
 
     async def add_co2e(self, minted: dict[uuid.UUID, int]) -> None:
         if not minted:

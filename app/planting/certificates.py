@@ -50,6 +50,11 @@ def clean(value: str, limit: int) -> str:
     return escape(value)
 
 
+def _size(shown: str, base: int, fits: int) -> int:
+    """A font size at which ``shown`` fits the page: ``base`` up to ``fits`` characters."""
+    return base if len(shown) <= fits else max(base * fits // len(shown), base // 2)
+
+
 def _grams(grams: int) -> str:
     return f"{grams:,} g"
 
@@ -115,8 +120,16 @@ def _emblem(cx: int, cy: int) -> str:
 def render(data: CertificateData) -> str:
     """The certificate as a standalone SVG document."""
     title, verb = _TITLES.get(data.kind, _TITLES["tree"])
-    species = f"{clean(data.species, 60)}" if data.species else ""
+    holder, what = clean(data.holder, 40), clean(_what(data), 60)
+    species = clean(data.species, 60) if data.species else ""
     place = f"in {clean(data.region, 60)}, with {clean(data.partner, 50)}"
+    status = clean(_status_line(data), 110)
+    sizes = {
+        "holder": _size(data.holder, 46, 30),
+        "what": _size(_what(data), 34, 40),
+        "place": _size(data.region + data.partner, 19, 66),
+        "status": _size(_status_line(data), 16, 95),
+    }
     cancelled = data.status == "cancelled"
     watermark = (
         f'<text x="500" y="420" text-anchor="middle" font-family="{SANS}" font-size="120" '
@@ -144,20 +157,20 @@ def render(data: CertificateData) -> str:
         f'<g font-family="{SERIF}" fill="{INK}" text-anchor="middle">',
         f'<text x="500" y="200" font-size="40" letter-spacing="1">{escape(title)}</text>',
         '<text x="500" y="246" font-size="19" font-style="italic">This certifies that</text>',
-        f'<text x="500" y="306" font-size="46" font-style="italic" fill="{GREEN}">'
-        f"{clean(data.holder, 40)}</text>",
+        f'<text x="500" y="306" font-size="{sizes["holder"]}" font-style="italic" '
+        f'fill="{GREEN}">{holder}</text>',
         f'<line x1="270" y1="324" x2="730" y2="324" stroke="{GOLD}" stroke-width="1.5"/>',
         f'<text x="500" y="366" font-size="19">redeemed {_grams(data.cost_g)} of green energy '
         f"{verb}</text>",
-        f'<text x="500" y="418" font-size="34" font-weight="bold">{clean(_what(data), 60)}</text>',
+        f'<text x="500" y="418" font-size="{sizes["what"]}" font-weight="bold">{what}</text>',
         (
             f'<text x="500" y="452" font-size="20" font-style="italic">{species}</text>'
             if species
             else ""
         ),
-        f'<text x="500" y="490" font-size="19">{place}</text>',
-        f'<text x="500" y="530" font-size="16" font-family="{SANS}" fill="{GREEN}">'
-        f"{clean(_status_line(data), 110)}</text>",
+        f'<text x="500" y="{490 if species else 462}" font-size="{sizes["place"]}">{place}</text>',
+        f'<text x="500" y="530" font-size="{sizes["status"]}" font-family="{SANS}" '
+        f'fill="{GREEN}">{status}</text>',
         "</g>",
         watermark,
         f'<g font-family="{SANS}" fill="{INK}" font-size="14">',

@@ -3,6 +3,7 @@ orders and webhook deliveries under /admin/v1."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
@@ -19,6 +20,7 @@ from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope
 from app.planting import catalog, certificates, orders, service, webhooks
+from app.planting import privacy as _privacy  # noqa: F401  (adds plantings to data exports)
 from app.planting import stats as transparency
 from app.planting.schemas import (
     AcknowledgeIn,
@@ -274,13 +276,12 @@ async def cancel_order(
 async def list_deliveries(
     session: SessionDep,
     status: DeliveryStatus | None = None,
-    partner_id: str | None = None,
+    partner_id: uuid.UUID | None = None,
     cursor: str | None = None,
     limit: Limit = DEFAULT_LIMIT,
 ) -> DeliveryPage:
     """Webhook deliveries, newest first; ``?status=failed`` for those given up on."""
-    partner = parse_id(partner_id, "partner") if partner_id else None
-    return await webhooks.list_deliveries(session, status, partner, decode_cursor(cursor), limit)
+    return await webhooks.list_deliveries(session, status, partner_id, decode_cursor(cursor), limit)
 
 
 @admin_router.post("/webhook-deliveries/{delivery_id}/retry", response_model=DeliveryOut)

@@ -141,7 +141,7 @@ class PlantingRepository:
                 "cost_g, status, certificate_number, history, rules_version, created_at, "
                 "updated_at) "
                 "SELECT :id, n.seq, :user_id, :item_id, :partner_id, :kind, :quantity, :cost_g, "
-                ":status, 'CNP-' || :year || '-' || lpad(n.seq::text, 8, '0'), "
+                "CAST(:status AS text), 'CNP-' || :year || '-' || lpad(n.seq::text, 8, '0'), "
                 "jsonb_build_array(jsonb_build_object('status', CAST(:status AS text), "
                 "'at', CAST(:at AS text))), :rules_version, :now, :now FROM n"
             ),
@@ -164,9 +164,18 @@ class PlantingRepository:
             f"SELECT {_PLANTING_COLUMNS} FROM plantings p "  # noqa: S608
             "JOIN catalog_items i ON i.id = p.item_id JOIN partners pa ON pa.id = p.partner_id "
             "WHERE p.user_id = :user AND (CAST(:before AS bigint) IS NULL OR p.seq < :before) "
-            "AND (CAST(:status AS text) IS NULL OR p.status = :status) "
+            "AND (CAST(:status AS text) IS NULL OR p.status = CAST(:status AS text)) "
             "ORDER BY p.seq DESC LIMIT :limit",
             {"user": user_id, "before": before_seq, "status": status, "limit": limit + 1},
+        )
+
+    async def all_plantings(self, user_id: uuid.UUID) -> list[RowMapping]:
+        """Every planting of the user, oldest first (their data export)."""
+        return await self._rows(
+            f"SELECT {_PLANTING_COLUMNS} FROM plantings p "  # noqa: S608
+            "JOIN catalog_items i ON i.id = p.item_id JOIN partners pa ON pa.id = p.partner_id "
+            "WHERE p.user_id = :user ORDER BY p.seq",
+            {"user": user_id},
         )
 
     async def count_trees(self, user_id: uuid.UUID) -> int:
@@ -249,7 +258,7 @@ class PlantingRepository:
             f"SELECT {_ORDER_COLUMNS} FROM planting_orders o "  # noqa: S608
             "JOIN catalog_items i ON i.id = o.item_id JOIN partners pa ON pa.id = o.partner_id "
             "WHERE (CAST(:partner AS uuid) IS NULL OR o.partner_id = :partner) "
-            "AND (CAST(:status AS text) IS NULL OR o.status = :status) "
+            "AND (CAST(:status AS text) IS NULL OR o.status = CAST(:status AS text)) "
             "AND (CAST(:before AS bigint) IS NULL OR o.seq < :before) "
             "ORDER BY o.seq DESC LIMIT :limit",
             {"partner": partner_id, "status": status, "before": before_seq, "limit": limit + 1},
@@ -297,7 +306,8 @@ class PlantingRepository:
     ) -> list[RowMapping]:
         """Move an order's plantings on (appending to their history); the moved rows."""
         return await self._rows(
-            f"UPDATE plantings SET status = :status, updated_at = :now, {_APPEND_HISTORY} "  # noqa: S608
+            f"UPDATE plantings SET status = CAST(:status AS text), updated_at = :now, "  # noqa: S608
+            f"{_APPEND_HISTORY} "
             "WHERE order_id = :order AND status = ANY(CAST(:from AS text[])) "
             "RETURNING id, user_id, quantity, cost_g, certificate_number, "
             "location_lat, location_lon, planted_on",
@@ -362,29 +372,32 @@ class PlantingRepository:
             WITH cancelled AS (
                 UPDATE plantings SET status = 'cancelled', updated_at = :now, {_APPEND_HISTORY}
                 WHERE order_id = :order AND status IN ('reserved', 'ordered', 'acknowledged')
-                RETURNING id, seq, user_id, cost_g, certificate_number
+                RETURNING id, seq, user_id, quantity, cost_g, certificate_number
             ), per_user AS (
-                SELECT user_id, sum(cost_g) AS grams FROM cancelled GROUP BY user_id
+                SELECT user_id, CAST(sum(cost_g) AS bigint) AS grams FROM cancelled
+                GROUP BY user_id
             ), credited AS (
                 UPDATE users u SET balance_g = u.balance_g + per_user.grams
                 FROM per_user WHERE u.id = per_user.user_id
                 RETURNING u.id, u.balance_g
             ), moves AS MATERIALIZED (
                 SELECT c.*, gen_random_uuid() AS transfer, pu.grams AS total,
-                       sum(c.cost_g) OVER (PARTITION BY c.user_id ORDER BY c.seq) AS running
+                       CAST(sum(c.cost_g) OVER (PARTITION BY c.user_id ORDER BY c.seq) AS bigint)
+                           AS running
                 FROM cancelled c JOIN per_user pu ON pu.user_id = c.user_id
             ), entries AS (
                 INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
                 SELECT transfer, 'system:burned', NULL::uuid, NULL::uuid, -cost_g, NULL::bigint,
-                       'refund', 'planting:' || id, :version, :now
+                       'refund', 'planting:' || id, CAST(:version AS integer),
+                       CAST(:now AS timestamptz)
                 FROM moves
                 UNION ALL
                 SELECT m.transfer, 'user', m.user_id, NULL::uuid, m.cost_g,
                        cr.balance_g - m.total + m.running, 'refund', 'planting:' || m.id,
-                       :version, :now
+                       CAST(:version AS integer), CAST(:now AS timestamptz)
                 FROM moves m JOIN credited cr ON cr.id = m.user_id
             )
-            SELECT id, user_id, cost_g, certificate_number FROM moves ORDER BY seq
+            SELECT id, user_id, quantity, cost_g, certificate_number FROM moves ORDER BY seq
             """,  # noqa: S608 (only constant fragments are interpolated)
             {
                 "order": order_id,
@@ -492,10 +505,11 @@ class PlantingRepository:
         )
         await self.session.execute(
             text(
-                "UPDATE webhook_deliveries SET status = :outcome, lease_until = NULL, "
-                "last_status_code = :code, last_error = :error, "
+                "UPDATE webhook_deliveries SET status = CAST(:outcome AS text), "
+                "lease_until = NULL, last_status_code = :code, last_error = :error, "
                 "next_attempt_at = coalesce(:next, next_attempt_at), "
-                "delivered_at = CASE WHEN :outcome = 'delivered' THEN :at ELSE delivered_at END "
+                "delivered_at = CASE WHEN CAST(:outcome AS text) = 'delivered' THEN :at "
+                "ELSE delivered_at END "
                 "WHERE id = :id AND current_attempt_id = :attempt"
             ),
             {
@@ -527,7 +541,7 @@ class PlantingRepository:
         return await self._rows(
             f"SELECT {_DELIVERY_COLUMNS} FROM webhook_deliveries d "  # noqa: S608
             "JOIN partners pa ON pa.id = d.partner_id "
-            "WHERE (CAST(:status AS text) IS NULL OR d.status = :status) "
+            "WHERE (CAST(:status AS text) IS NULL OR d.status = CAST(:status AS text)) "
             "AND (CAST(:partner AS uuid) IS NULL OR d.partner_id = :partner) "
             "AND (CAST(:before AS bigint) IS NULL OR d.seq < :before) "
             "ORDER BY d.seq DESC LIMIT :limit",

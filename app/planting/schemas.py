@@ -6,7 +6,7 @@ import uuid
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.partners.schemas import WebhookURL
 
@@ -18,11 +18,29 @@ PlantingStatus = Literal[
 OrderStatus = Literal["open", "acknowledged", "planted", "verified", "cancelled"]
 DeliveryStatus = Literal["pending", "delivered", "failed", "skipped"]
 
-Text120 = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+
+def _no_control(value: str) -> str:
+    """PostgreSQL text cannot hold NUL, and no name or note needs control characters."""
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+NoControl = AfterValidator(_no_control)
+Text120 = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120), NoControl
+]
 Unit = Annotated[str, StringConstraints(pattern=r"^[a-z0-9_]{1,16}$")]
 CostG = Annotated[int, Field(gt=0, le=1_000_000_000)]
 Budget = Annotated[int, Field(ge=0, le=1_000_000_000)]
-Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Note = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000), NoControl]
+Season = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), NoControl]
+Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), NoControl
+]
+ExternalRef = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NoControl
+]
 
 DEFAULT_UNITS: dict[str, str] = {"tree": "tree", "conservation": "m2", "virtual": "item"}
 
@@ -72,7 +90,7 @@ class CatalogCreate(BaseModel):
     partner_id: uuid.UUID
     budget: Budget = Field(description="units the partner can deliver this season")
     status: ItemStatus = "available"
-    season: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    season: Season | None = None
 
 
 class CatalogPatch(BaseModel):
@@ -87,7 +105,7 @@ class CatalogPatch(BaseModel):
     region: Text120 | None = None
     budget: Budget | None = None
     status: ItemStatus | None = None
-    season: Annotated[str, StringConstraints(strip_whitespace=True, max_length=64)] | None = None
+    season: Season | None = None
 
 
 # --- plantings -------------------------------------------------------------------------------
@@ -147,7 +165,8 @@ class PlantingPage(BaseModel):
 # --- orders and reports ----------------------------------------------------------------------
 
 
-EvidenceURL = WebhookURL  # the same rules: http(s), with a host, without credentials
+# the webhook URL rules (http(s), a host, no credentials), and no control characters
+EvidenceURL = Annotated[WebhookURL, NoControl]
 
 
 class OrderItem(BaseModel):
@@ -214,10 +233,7 @@ class OrdersCut(BaseModel):
 class AcknowledgeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    external_ref: (
-        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-        | None
-    ) = None
+    external_ref: ExternalRef | None = None
 
 
 class ReportIn(BaseModel):
@@ -251,7 +267,7 @@ class VerifyIn(BaseModel):
 class CancelIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    reason: Reason
 
 
 # --- webhook deliveries ----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from app.energy.transfers import debit_to_system
 from app.game.rules.registry import RulesRegistry
 from app.planting.catalog import check_redeemable
 from app.planting.certificates import CertificateData
+from app.planting.errors import SoldOut
 from app.planting.repository import PlantingRepository
 from app.planting.schemas import (
     HistoryEntry,
@@ -95,10 +96,9 @@ async def redeem(
         now=now,
     )
     if not await repo.take_budget(item_id, payload.quantity, now):
-        current = await repo.item(item_id)
-        assert current is not None
-        check_redeemable(current, payload.quantity)
-        raise AssertionError("the budget refused a redemption its checks allow")  # unreachable
+        # someone took the last units (or an operator closed the item) since the check above
+        check_redeemable(await repo.item(item_id) or item, payload.quantity)
+        raise SoldOut(f"No {item['name']} left this season")
     await repo.insert_planting(
         {
             "id": planting_id,

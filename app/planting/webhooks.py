@@ -48,7 +48,8 @@ from app.planting.schemas import DeliveryOut, DeliveryPage, PartnerRef
 logger = logging.getLogger("canopy.webhooks")
 
 DELIVERY_TIMEOUT = timedelta(seconds=10)
-# longer than any attempt can take (timeout, DNS), so a live worker never loses its lease
+# longer than any attempt can take (twice the timeout, a hard cap), so a live worker never
+# loses its lease
 LEASE = timedelta(seconds=60)
 CLAIM_BATCH = 50
 JITTER = 0.1  # each delay grows by up to 10 %, so retries of many events do not arrive together
@@ -152,6 +153,33 @@ async def _attempt(
     now: datetime,
     resolver: Resolver,
 ) -> AttemptResult:
+    """One attempt, whatever happens: a hard deadline (a server trickling its answer must not
+    outlive the lease), and any surprise recorded as a failed attempt rather than leaving the
+    whole batch unrecorded (and so sent again)."""
+    started = time.monotonic()
+    deadline = client.timeout.read or DELIVERY_TIMEOUT.total_seconds()
+    try:
+        async with asyncio.timeout(2 * deadline):
+            return await _send(
+                client, claim, keys=keys, allow_private=allow_private, now=now, resolver=resolver
+            )
+    except TimeoutError:
+        error = f"timed out after {2 * deadline:g}s"
+    except Exception as exc:
+        logger.exception("webhook attempt failed", extra={"delivery": str(claim["id"])})
+        error = f"internal error: {type(exc).__name__}"
+    return AttemptResult(None, error, int((time.monotonic() - started) * 1000))
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    claim: RowMapping,
+    *,
+    keys: Keys,
+    allow_private: bool,
+    now: datetime,
+    resolver: Resolver,
+) -> AttemptResult:
     started = time.monotonic()
 
     def result(
@@ -188,7 +216,7 @@ async def _attempt(
         ) as response:
             code = response.status_code  # the body is never read: it could be anything
     except httpx.TimeoutException:
-        return result(error=f"timed out after {client.timeout.read}s")
+        return result(error=f"timed out after {client.timeout.read:g}s")
     except httpx.HTTPError as exc:
         return result(error=f"{type(exc).__name__}: {exc}"[:500])
     return result(code=code, error=None if 200 <= code < 300 else f"HTTP {code}")

@@ -250,14 +250,16 @@ async def collect_from_friend(
         raise StealingDisabled()
     await limiter.hit("collect", f"user:{user.id}")
     now = clock.now()
+    collected = 0
 
     async def produce() -> FriendCollectOut:
+        nonlocal collected
         double = await props.active_until(session, user.id, props.DOUBLE_COLLECT, now) is not None
         ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
         balance, outcomes = await stealing.take(
             session, user.id, friend.id, now, stealing.StealParams.of(rules.rules, double), ids
         )
-        total = sum(o.collected_g for o in outcomes)
+        total = collected = sum(o.collected_g for o in outcomes)
         if total:
             await stealing.tell_owner(session, friend.id, user.id, total, now)
         return FriendCollectOut(
@@ -270,7 +272,8 @@ async def collect_from_friend(
         )
 
     response = await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
-    background.add_task(record_in_background, request.app.state, [user.id], now)
+    if collected:
+        background.add_task(record_in_background, request.app.state, [user.id], now)
     return response
 
 

@@ -27,6 +27,11 @@ logger = logging.getLogger("canopy.leaderboards")
 Period = Literal["day", "week", "total"]
 PERIODS: tuple[Period, ...] = ("day", "week", "total")
 _TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
+# A board is rebuilt from PostgreSQL at least this often, which bounds how long a score missed
+# while Redis was unreachable (and not retried by this process) can stay out of date.
+READY_FOR = timedelta(minutes=15)
+# users whose scores this process could not write; retried before the next read or write
+_pending: set[uuid.UUID] = set()
 
 
 def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime | None]:
@@ -76,25 +81,52 @@ async def values_from_db(
     return {r[0]: int(r[1]) for r in rows}
 
 
+async def _current_scores(
+    session: AsyncSession, user_ids: list[uuid.UUID], now: datetime, tz: str
+) -> dict[Period, dict[uuid.UUID, int]]:
+    """Every period's score for these users, in one query."""
+    _, day = period_bounds("day", now, tz)
+    _, week = period_bounds("week", now, tz)
+    rows = await session.execute(
+        text(
+            "SELECT u.id, u.collected_total_g, "
+            "coalesce(sum(e.amount_g) FILTER (WHERE e.at >= :day), 0), "
+            "coalesce(sum(e.amount_g), 0) "
+            "FROM users u LEFT JOIN ledger_entries e ON e.user_id = u.id AND e.account = 'user' "
+            "AND e.reason IN ('collect', 'steal') AND e.at >= :week "
+            "WHERE u.id = ANY(CAST(:ids AS uuid[])) GROUP BY u.id, u.collected_total_g"
+        ),
+        {"ids": user_ids, "day": day, "week": week},
+    )
+    scores: dict[Period, dict[uuid.UUID, int]] = {"day": {}, "week": {}, "total": {}}
+    for user_id, total, today, this_week in rows:
+        scores["total"][user_id] = int(total)
+        scores["day"][user_id] = int(today)
+        scores["week"][user_id] = int(this_week)
+    return scores
+
+
 async def record(
     session: AsyncSession, redis: Redis, user_ids: Iterable[uuid.UUID], now: datetime, tz: str
 ) -> None:
     """Write the users' current scores for every period (after their collect committed)."""
-    users = list(set(user_ids))
+    users = list(set(user_ids) | _pending)
     if not users:
         return
     try:
+        scores = await _current_scores(session, users, now, tz)
         pipe = redis.pipeline(transaction=False)
         for period in PERIODS:
-            bucket, start = period_bounds(period, now, tz)
-            values = await values_from_db(session, period, start, users)
+            bucket, _ = period_bounds(period, now, tz)
             key = _key(period, bucket)
-            pipe.zadd(key, {str(u): values.get(u, 0) for u in users}, gt=True)
+            pipe.zadd(key, {str(u): scores[period].get(u, 0) for u in users}, gt=True)
             if period in _TTL:
                 pipe.expire(key, _TTL[period])
         await pipe.execute()
+        _pending.difference_update(users)
     except Exception:  # Redis is an accelerator: readers rebuild or fall back to PostgreSQL
-        logger.warning("leaderboard update skipped", exc_info=True)
+        _pending.update(users)
+        logger.warning("leaderboard update deferred: redis unavailable", exc_info=True)
 
 
 async def _ensure_built(
@@ -110,10 +142,9 @@ async def _ensure_built(
     items = [(str(u), v) for u, v in values.items()]
     for i in range(0, len(items), 1000):
         pipe.zadd(key, dict(items[i : i + 1000]), gt=True)
-    pipe.set(marker, "1")
+    pipe.set(marker, "1", ex=READY_FOR)
     if period in _TTL:
         pipe.expire(key, _TTL[period])
-        pipe.expire(marker, _TTL[period])
     await pipe.execute()
     logger.info("leaderboard rebuilt from PostgreSQL", extra={"key": key, "users": len(items)})
     return key
@@ -130,6 +161,8 @@ async def scores(
     """Scores of these users in the period containing ``now``."""
     bucket, start = period_bounds(period, now, tz)
     try:
+        if _pending:
+            await record(session, redis, [], now, tz)
         key = await _ensure_built(session, redis, period, bucket, start)
         found = await redis.zmscore(key, [str(u) for u in user_ids]) if user_ids else []
         return {u: int(v or 0) for u, v in zip(user_ids, found, strict=True)}

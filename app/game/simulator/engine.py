@@ -40,18 +40,24 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
-from app.energy.ingest import Outcome, Pending, UserRef, apply_caps, ball_row, evaluate
 from app.energy.ingest import Incoming as _Incoming
+from app.energy.ingest import Outcome, Pending, UserRef, apply_caps, ball_row, evaluate
 from app.energy.periods import local_midnight, zone
 from app.energy.repository import CapKey, Counter
 from app.game.rules.loader import LoadedRules, load_rules
 from app.game.rules.registry import BEGINNING, ActiveRules, RulesRegistry
 from app.game.rules.schema import Rules
+from app.game.simulator.personas import (
+    STEP_GRANULARITY,
+    ActivitySpec,
+    PersonaSpec,
+    SessionSpec,
+    default_personas,
+)
 from app.game.stealing.service import one_take_g, take_size
-from app.game.simulator.personas import STEP_GRANULARITY, PersonaSpec, default_personas
 
 #: What planting a saxaul costs (Ant Forest): "days to the first saxaul" is the first day a
 #: player's collected balance reaches this, and they plant it at once.
@@ -71,6 +77,8 @@ _EVENT, _STEPS, _SESSION = 0, 1, 2
 _PARALLEL_FROM = 100_000
 _CHUNK_PLAYERS = 500
 _TAKE_MEMO_LIMIT = 400_000
+# Activities without a fixed time happen on a grid of this many minutes within their window.
+_SLOT_MINUTES = 15
 
 
 @dataclass(frozen=True)
@@ -180,41 +188,61 @@ def resolve_rules(source: RulesInput) -> tuple[Rules, str]:
 # --- the rules, called once per distinct input --------------------------------------------------
 
 
-@dataclass(frozen=True)
-class _Minted:
-    """A memoized ``evaluate`` result with the cap keys it touches and its ball's times."""
+class _Evaluation:
+    """A memoized ``evaluate`` result (identity-hashed: it keys the caps and times memos)."""
 
-    pending: Pending
-    cap_keys: tuple[CapKey, ...]
-    ripens: int
-    expires: int
+    __slots__ = ("computed_g", "month_key", "pending")
+
+    def __init__(self, pending: Pending) -> None:
+        self.pending = pending
+        self.computed_g = pending.computed_g
+        self.month_key = dict(pending.cap_keys).get("month")
+
+
+class _Capped(NamedTuple):
+    """One player's events of one kind on one day after the caps."""
+
+    grams: tuple[int, ...]  # of each event, in order
+    month_after: tuple[int, int]  # the month counter afterwards (count, grams)
+    capped: int  # events a cap cut
+    capped_g: int  # grams the caps cut
+    minted_g: int
+
+
+# (minted minute, order, occurred minute, evaluation)
+_Event = tuple[int, int, int, "_Evaluation"]
 
 
 class _RulesRuntime:
-    """The service's rules code behind memos (per process, per rules and start date)."""
+    """The service's rules code behind memos (one per process, rules and start date). The
+    memos are public so the hot loop can look up a hit without a call."""
 
     def __init__(self, rules: Rules, sha256: str, epoch: datetime) -> None:
         self.rules = rules
         self.registry = RulesRegistry([ActiveRules(1, sha256, BEGINNING, rules)])
         self.epoch = epoch
         self.random_takes = rules.stealing.mode == "random"
+        self.max_share = rules.stealing.max_share
         self.stealing = rules.stealing.enabled
         self.amounts = list(rules.watering.amounts_g)
         self.water_limit = rules.watering.per_friend_daily_limit
         self.water_life = _ceil_minutes(rules.balls.expire_after)
-        self._refs: dict[tuple[str, str | None], UserRef] = {}
-        self._events: dict[tuple[Any, ...], _Minted | Outcome] = {}
-        self._most: dict[int, int] = {}
-        self._takes: dict[tuple[int, int, int, int], int] = {}
+        self.evaluations: dict[tuple[Any, ...], _Evaluation | Outcome] = {}
+        self.capped: dict[tuple[Any, ...], _Capped] = {}
+        self.times: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        self.most: dict[int, int] = {}
+        self.takes: dict[tuple[int, int, int, int], int] = {}
+        self._refs: dict[tuple[str, str | None], tuple[int, UserRef]] = {}
         self._local: dict[tuple[str, date, time], int] = {}
+        self._midnights: dict[tuple[str, date], int] = {}
 
-    def ref(self, tz: str, region: str | None) -> UserRef:
+    def ref(self, tz: str, region: str | None) -> tuple[int, UserRef]:
         """One stand-in user per time zone and region (cap keys carry its id; each player
-        keeps their own counters)."""
+        keeps their own counters), with a small number that stands for it in memo keys."""
         found = self._refs.get((tz, region))
         if found is None:
-            found = UserRef(uuid5(_NAMESPACE, f"{tz}|{region}"), tz, region)
-            self._refs[(tz, region)] = found
+            ref = UserRef(uuid5(_NAMESPACE, f"{tz}|{region}"), tz, region)
+            found = self._refs[(tz, region)] = (len(self._refs), ref)
         return found
 
     def minute(self, moment: datetime) -> int:
@@ -232,68 +260,101 @@ class _RulesRuntime:
         return found
 
     def midnight(self, tz: str, day: date) -> int:
-        return self.minute(local_midnight(day, tz))
+        key = (tz, day)
+        found = self._midnights.get(key)
+        if found is None:
+            found = self._midnights[key] = self.minute(local_midnight(day, tz))
+        return found
 
-    def event(
+    def evaluation(
         self,
-        ref: UserRef,
+        ref: tuple[int, UserRef],
         kind: str,
+        day: int,
         occurred: int,
+        minted: int,
         quantity: float | None,
         origin: str,
-        minted: int,
         check_window: bool,
-    ) -> _Minted | Outcome:
-        key = (ref.id, kind, occurred, quantity, origin, minted, check_window)
-        found = self._events.get(key)
+    ) -> _Evaluation | Outcome:
+        """``evaluate`` for an event of ``kind`` on local day number ``day``. The simulator
+        runs a single rules version, so an event's evaluation depends on its local day, not
+        on its minute: the day's first such event is evaluated and stands for the others."""
+        key = (ref[0], kind, day, quantity, origin, check_window)
+        found = self.evaluations.get(key)
         if found is not None:
             return found
-        occurred_at, now = self.moment(occurred), self.moment(minted)
         incoming = _Incoming(
             external_id="sim",
             kind=kind,
-            occurred_at=occurred_at,
+            occurred_at=self.moment(occurred),
             quantity=None if quantity is None else Decimal(str(quantity)),
         )
-        result = evaluate(0, ref, incoming, origin, self.registry, now, check_window)
-        if isinstance(result, Outcome):
-            found = result
-        else:
-            row = ball_row(
-                _BALL_ID,
-                ref,
-                kind,
-                result.computed_g,
-                "sim",
-                occurred_at,
-                now,
-                result.rules,
-                result.kind,
-            )
-            found = _Minted(
-                result,
-                tuple(key for _, key in result.cap_keys),
-                self.minute(row["ripens_at"]),
-                self.minute(row["expires_at"]),
-            )
-        self._events[key] = found
+        now = self.moment(minted)
+        result = evaluate(0, ref[1], incoming, origin, self.registry, now, check_window)
+        found = result if isinstance(result, Outcome) else _Evaluation(result)
+        self.evaluations[key] = found
         return found
 
-    def take(self, amount: int, remaining: int, stolen: int, draw: Callable[[], float]) -> int:
-        """One friend's take from a ball. ``j`` is the random mode's uniform pick among the
-        ``most`` possible sizes, handed to ``take_size`` as the draw ``(j + ½) / most``."""
-        most = self._most.get(amount)
-        if most is None:
-            most = self._most[amount] = one_take_g(amount, self.rules.stealing.max_share)
-        pick = int(draw() * most) if self.random_takes else 0
+    def apply_caps(
+        self, evaluations: tuple[_Evaluation, ...], month: tuple[int, int] | None
+    ) -> _Capped:
+        """``apply_caps`` on one player's events of one kind and local day, in order, from
+        fresh day counters and the player's month counter (``month``)."""
+        counters: dict[CapKey, Counter] = {}
+        for period, cap_key in evaluations[0].pending.cap_keys:
+            start = month if period == "month" and month is not None else (0, 0)
+            counters[cap_key] = Counter(*start)
+        grams = tuple(apply_caps(e.pending, counters) for e in evaluations)
+        month_key = evaluations[0].month_key
+        after = (0, 0)
+        if month_key is not None:
+            after = (counters[month_key].count, counters[month_key].grams)
+        short = [e.computed_g - g for e, g in zip(evaluations, grams, strict=True)]
+        found = self.capped[(evaluations, month)] = _Capped(
+            grams, after, sum(1 for s in short if s > 0), sum(short), sum(grams)
+        )
+        return found
+
+    def ball_times(self, evaluation: _Evaluation, occurred: int, minted: int) -> tuple[int, ...]:
+        """(from when the ball can be collected, when it expires, its expiry hour), in
+        minutes: ``ball_row``'s ripening and expiry, and never before the ball was minted."""
+        pending = evaluation.pending
+        occurred_at, now = self.moment(occurred), self.moment(minted)
+        row = ball_row(
+            _BALL_ID,
+            pending.user,
+            pending.event.kind,
+            pending.computed_g,
+            "sim",
+            occurred_at,
+            now,
+            pending.rules,
+            pending.kind,
+        )
+        expires = self.minute(row["expires_at"])
+        found = (max(self.minute(row["ripens_at"]), minted), expires, expires // 60)
+        self.times[(evaluation, occurred, minted)] = found
+        return found
+
+    def take(self, amount: int, remaining: int, stolen: int, pick: int) -> int:
+        """``take_size`` for a ball; ``pick`` is the random mode's uniform choice among the
+        ``one_take_g`` possible sizes, handed over as the draw ``(pick + ½) / most``."""
         key = (amount, remaining, stolen, pick)
-        grams = self._takes.get(key)
+        grams = self.takes.get(key)
         if grams is None:
-            if len(self._takes) > _TAKE_MEMO_LIMIT:
-                self._takes.clear()
+            if len(self.takes) > _TAKE_MEMO_LIMIT:
+                self.takes.clear()
+            most = self.most_take(amount)
             grams = take_size(amount, remaining, stolen, self.rules, (pick + 0.5) / most)
-            self._takes[key] = grams
+            self.takes[key] = grams
         return grams
+
+    def most_take(self, amount: int) -> int:
+        most = self.most.get(amount)
+        if most is None:
+            most = self.most[amount] = one_take_g(amount, self.max_share)
+        return most
 
 
 def _ceil_minutes(span: timedelta) -> int:
@@ -307,7 +368,7 @@ _RUNTIMES: dict[tuple[str, datetime], _RulesRuntime] = {}
 def _runtime(rules: Rules, sha256: str, epoch: datetime) -> _RulesRuntime:
     found = _RUNTIMES.get((sha256, epoch))
     if found is None:
-        if len(_RUNTIMES) > 8:
+        if len(_RUNTIMES) >= 2:  # bounded: the memos of a big run are large
             _RUNTIMES.clear()
         found = _RUNTIMES[(sha256, epoch)] = _RulesRuntime(rules, sha256, epoch)
     return found
@@ -317,13 +378,22 @@ def _runtime(rules: Rules, sha256: str, epoch: datetime) -> _RulesRuntime:
 
 
 class _Ball:
-    __slots__ = ("amount", "expires", "owner", "remaining", "ripens", "stealable", "stolen", "takers")
+    __slots__ = (
+        "amount",
+        "expires",
+        "owner",
+        "remaining",
+        "ripens",
+        "stealable",
+        "stolen",
+        "takers",
+    )
 
     def __init__(self, amount: int, ripens: int, expires: int, stealable: bool, owner: int) -> None:
         self.amount = amount
         self.remaining = amount
         self.stolen = 0
-        self.ripens = ripens
+        self.ripens = ripens  # minute from which it can be collected
         self.expires = expires
         self.stealable = stealable
         self.owner = owner  # persona index, for the statistics
@@ -334,29 +404,49 @@ class _Player:
     __slots__ = (
         "balance",
         "capped_days",
-        "counters",
         "first_tree_day",
         "friends",
         "index",
         "live",
+        "months",
         "persona",
-        "ref",
         "trees",
         "watered",
     )
 
-    def __init__(self, index: int, persona: int, ref: UserRef) -> None:
+    def __init__(self, index: int, persona: int) -> None:
         self.index = index
         self.persona = persona
-        self.ref = ref
         self.friends: list[_Player] = []
         self.balance = 0
         self.live: list[_Ball] = []
-        self.counters: dict[CapKey, Counter] = {}
+        self.months: dict[str, tuple[CapKey, tuple[int, int]]] = {}  # kind → month counter
         self.watered: dict[int, tuple[int, int]] = {}  # friend index → (day, count)
         self.trees = 0
         self.first_tree_day: int | None = None
-        self.capped_days: set[int] = set()
+        self.capped_days = 0
+
+
+@dataclass(frozen=True)
+class _DaySchedule:
+    """A persona's local day in minutes: its step day, activities and sessions."""
+
+    steps_at: int
+    steps_minted: int
+    activities: list[_Planned]
+    sessions: list[tuple[int, SessionSpec]]
+
+
+@dataclass(frozen=True)
+class _Planned:
+    """An activity on a given day: its fixed minutes or its window in ``_SLOT_MINUTES`` slots,
+    and its evaluation when it has no quantity (then all its events evaluate the same)."""
+
+    spec: ActivitySpec
+    fixed: tuple[int, ...]
+    first: int
+    slots: int
+    evaluation: _Evaluation | Outcome | None
 
 
 @dataclass(frozen=True)
@@ -367,7 +457,8 @@ class _Persona:
     tz: str
 
 
-Action = tuple[Any, ...]  # (minute, rank, seq, code, player, day, ...)
+# (minute, rank, seq, player, day, collect, steal, water pick)
+_Session = tuple[int, int, int, "_Player", int, bool, bool, tuple[float, float] | None]
 
 
 class _Community:
@@ -385,16 +476,14 @@ class _Community:
         self.config = config
         self.personas = personas
         seed = f"{config.seed}/{number}"
-        self.behaviour = random.Random(f"{seed}/behaviour")
-        self.draws = random.Random(f"{seed}/draws")
-        self.players = [
-            _Player(i, persona, runtime.ref(personas[persona].tz, personas[persona].spec.region))
-            for i, persona in enumerate(members)
-        ]
+        self.behaviour = random.Random(f"{seed}/behaviour")  # noqa: S311 (a simulation, not secrets)
+        self.draws = random.Random(f"{seed}/draws")  # noqa: S311
+        self.refs = [runtime.ref(p.tz, p.spec.region) for p in personas]
+        self.players = [_Player(i, persona) for i, persona in enumerate(members)]
         self.totals = [PersonaTotals(config.days) for _ in personas]
         for player in self.players:
             self.totals[player.persona].players += 1
-        self._befriend(random.Random(f"{seed}/friends"))
+        self._befriend(random.Random(f"{seed}/friends"))  # noqa: S311
         self._seq = 0
         self._buckets: dict[int, list[_Ball]] = {}
         self._zones = sorted({personas[p.persona].tz for p in self.players})
@@ -415,140 +504,218 @@ class _Community:
     # --- the day loop ---------------------------------------------------------------------------
 
     def run(self) -> list[PersonaTotals]:
+        """Each day: mint the day's activities (their balls become visible when they ripen),
+        then play the sessions in time order. Sessions of a later local date can only start at
+        its midnight, so each round plays what comes before the earliest next midnight."""
         start, days = self.config.start, self.config.days
-        waiting: list[Action] = []
+        waiting: list[_Session] = []
         for day in range(days):
             waiting += self._plan(day, start + timedelta(days=day))
             waiting.sort()
-            # everything before the earliest next local midnight can no longer be preceded by a
-            # later day's action; the rest waits for the next round
-            cutoff = min(self.rt.midnight(tz, start + timedelta(days=day + 1)) for tz in self._zones)
+            cutoff = min(
+                self.rt.midnight(tz, start + timedelta(days=day + 1)) for tz in self._zones
+            )
             split = bisect.bisect_left(waiting, (cutoff,))
-            self._dispatch(waiting[:split])
+            for minute, _, _, player, day_of, collect, steal, pick in waiting[:split]:
+                self._session(player, day_of, minute, collect, steal, pick)
             waiting = waiting[split:]
             self._expire(cutoff)
             if day % 7 == 6:
-                self._tidy(start + timedelta(days=day))
-        self._dispatch(waiting)  # the last day's step totals, minted after it ended
+                self._tidy()
+        for minute, _, _, player, day_of, collect, steal, pick in waiting:
+            self._session(player, day_of, minute, collect, steal, pick)
         end = max(self.rt.midnight(tz, start + timedelta(days=days)) for tz in self._zones)
         self._expire(end)
         return self._finish()
 
-    def _plan(self, day: int, today: date) -> list[Action]:
-        """Everything the players will do on local date ``today``, in random order within a
-        minute. Draws only from the behaviour stream and never looks at the rules."""
+    def _schedule(self, persona: _Persona, day: int, today: date) -> _DaySchedule:
+        """A persona's local day in minutes (the same for all its players), with the rules'
+        evaluation of each activity that has no quantity: identical for all its events."""
+        rt, tz, spec = self.rt, persona.tz, persona.spec
+        weekend = today.weekday() >= 5
+        activities = []
+        for activity in spec.activities:
+            if (activity.days == "weekdays" and weekend) or (
+                activity.days == "weekends" and not weekend
+            ):
+                continue
+            fixed = tuple(rt.local_minute(tz, today, at) for at in activity.at)
+            first = rt.local_minute(tz, today, activity.between[0])
+            last = rt.local_minute(tz, today, activity.between[1])
+            slots = max(0, last - first) // _SLOT_MINUTES + 1
+            shared = None
+            if activity.quantity is None:
+                at = fixed[0] if fixed else first
+                shared = rt.evaluation(
+                    self.refs[persona.index],
+                    activity.kind,
+                    day,
+                    at,
+                    at,
+                    None,
+                    activity.origin,
+                    True,
+                )
+            activities.append(_Planned(activity, fixed, first, slots, shared))
+        return _DaySchedule(
+            steps_at=rt.midnight(tz, today),
+            steps_minted=rt.midnight(tz, today + timedelta(days=1)),
+            activities=activities,
+            sessions=[(rt.local_minute(tz, today, s.at), s) for s in spec.sessions],
+        )
+
+    def _plan(self, day: int, today: date) -> list[_Session]:
+        """What every player does on local date ``today``: the activities are minted now (a
+        ball is invisible until it ripens), the sessions are returned to be played in time
+        order. Draws only from the behaviour stream, whatever the rules say, so every rules
+        file sees the same players doing the same things."""
         rng, rt = self.behaviour, self.rt
+        rand = rng.random
         ranks = list(range(len(self.players)))
         rng.shuffle(ranks)
-        weekend = today.weekday() >= 5
-        actions: list[Action] = []
+        schedules = [self._schedule(persona, day, today) for persona in self.personas]
+        evaluations = rt.evaluations
+        sessions: list[_Session] = []
         seq = self._seq
         for player in self.players:
             persona = self.personas[player.persona]
-            spec, tz, rank = persona.spec, persona.tz, ranks[player.index]
+            spec, plan, ref = persona.spec, schedules[player.persona], self.refs[player.persona]
+            groups: dict[str, list[_Event]] = {}
             low, high = spec.steps
-            if high > 0 and (spec.walk_chance >= 1 or rng.random() < spec.walk_chance):
-                steps = rng.randint(low, high) if high > low else low
-                steps = round(steps / STEP_GRANULARITY) * STEP_GRANULARITY
+            if high > 0 and (spec.walk_chance >= 1 or rand() < spec.walk_chance):
+                drawn = low + int(rand() * (high - low + 1))
+                steps = float(round(drawn / STEP_GRANULARITY) * STEP_GRANULARITY)
                 if steps > 0:
-                    minted = rt.midnight(tz, today + timedelta(days=1))
-                    actions.append(
-                        (minted, rank, seq, _STEPS, player, day, rt.midnight(tz, today), steps)
-                    )
-                    seq += 1
-            for activity in spec.activities:
-                if (activity.days == "weekdays" and weekend) or (
-                    activity.days == "weekends" and not weekend
-                ):
-                    continue
-                if activity.chance < 1 and rng.random() >= activity.chance:
+                    # a step day: one walking event on its midnight, minted once it is over
+                    found = evaluations.get((ref[0], _WALKING, day, steps, _ORIGIN_STEPS, False))
+                    if found is None:
+                        found = rt.evaluation(
+                            ref,
+                            _WALKING,
+                            day,
+                            plan.steps_at,
+                            plan.steps_minted,
+                            steps,
+                            _ORIGIN_STEPS,
+                            False,
+                        )
+                    if isinstance(found, Outcome):
+                        self._reject(player, found)
+                    else:
+                        groups[_WALKING] = [(plan.steps_minted, 0, plan.steps_at, found)]
+            for planned in plan.activities:
+                activity = planned.spec
+                if activity.chance < 1 and rand() >= activity.chance:
                     continue
                 low, high = activity.per_day
-                count = rng.randint(low, high) if high > low else low
+                count = low + int(rand() * (high - low + 1)) if high > low else low
+                if count <= 0:
+                    continue
+                group = groups.get(activity.kind)
+                if group is None:
+                    group = groups[activity.kind] = []
+                fixed, first, slots = planned.fixed, planned.first, planned.slots
                 for n in range(count):
-                    if activity.at:
-                        minute = rt.local_minute(tz, today, activity.at[n % len(activity.at)])
-                    else:
-                        first = rt.local_minute(tz, today, activity.between[0])
-                        last = rt.local_minute(tz, today, activity.between[1])
-                        minute = first + 5 * rng.randint(0, max(0, (last - first) // 5))
-                    quantity = None
-                    if activity.quantity is not None:
-                        q_low, q_high = activity.quantity
-                        step = activity.quantity_step
-                        value = q_low + rng.random() * (q_high - q_low)
-                        quantity = round(max(step, round(value / step) * step), 6)
-                    actions.append(
-                        (minute, rank, seq, _EVENT, player, day, activity.kind, quantity,
-                         activity.origin)
+                    minute = (
+                        fixed[n % len(fixed)]
+                        if fixed
+                        else first + _SLOT_MINUTES * int(rand() * slots)
                     )
-                    seq += 1
-            for session in spec.sessions:
-                minute = rt.local_minute(tz, today, session.at)
+                    found = planned.evaluation
+                    if found is None:
+                        found = self._with_quantity(ref, activity, day, minute, rand())
+                    if isinstance(found, Outcome):
+                        self._reject(player, found)
+                    else:
+                        group.append((minute, len(group), minute, found))
+            if groups:
+                self._mint(player, day, groups)
+            rank = ranks[player.index]
+            for minute, session in plan.sessions:
                 if session.jitter_minutes:
-                    minute += rng.randint(0, session.jitter_minutes)
-                steal = session.steal_chance > 0 and rng.random() < session.steal_chance
-                water = session.water_chance > 0 and rng.random() < session.water_chance
-                pick = (rng.random(), rng.random()) if water else None
-                actions.append(
-                    (minute, rank, seq, _SESSION, player, day, session.collect, steal, pick)
-                )
+                    minute += int(rand() * (session.jitter_minutes + 1))
+                steal = session.steal_chance > 0 and rand() < session.steal_chance
+                water = session.water_chance > 0 and rand() < session.water_chance
+                pick = (rand(), rand()) if water else None
+                sessions.append((minute, rank, seq, player, day, session.collect, steal, pick))
                 seq += 1
         self._seq = seq
-        return actions
+        return sessions
 
-    def _dispatch(self, actions: list[Action]) -> None:
-        for action in actions:
-            code = action[3]
-            if code == _EVENT:
-                minute, _, _, _, player, day, kind, quantity, origin = action
-                self._mint(player, day, kind, minute, quantity, origin, minute, True)
-            elif code == _STEPS:
-                minute, _, _, _, player, day, midnight, steps = action
-                self._mint(player, day, _WALKING, midnight, float(steps), _ORIGIN_STEPS, minute,
-                           False)
-            else:
-                minute, _, _, _, player, day, collect, steal, pick = action
-                self._session(player, day, minute, collect, steal, pick)
+    def _with_quantity(
+        self, ref: tuple[int, UserRef], activity: ActivitySpec, day: int, minute: int, draw: float
+    ) -> _Evaluation | Outcome:
+        assert activity.quantity is not None
+        low, high = activity.quantity
+        step = activity.quantity_step
+        quantity = round(max(step, round((low + draw * (high - low)) / step) * step), 6)
+        found = self.rt.evaluations.get(
+            (ref[0], activity.kind, day, quantity, activity.origin, True)
+        )
+        if found is None:
+            found = self.rt.evaluation(
+                ref, activity.kind, day, minute, minute, quantity, activity.origin, True
+            )
+        return found
+
+    def _reject(self, player: _Player, outcome: Outcome) -> None:
+        rejected = self.totals[player.persona].rejected
+        reason = outcome.reason or outcome.status
+        rejected[reason] = rejected.get(reason, 0) + 1
 
     # --- what players do ------------------------------------------------------------------------
 
-    def _mint(
-        self,
-        player: _Player,
-        day: int,
-        kind: str,
-        occurred: int,
-        quantity: float | None,
-        origin: str,
-        now: int,
-        check_window: bool,
-    ) -> None:
-        totals = self.totals[player.persona]
-        found = self.rt.event(player.ref, kind, occurred, quantity, origin, now, check_window)
-        if isinstance(found, Outcome):
-            reason = found.reason or found.status
-            totals.rejected[reason] = totals.rejected.get(reason, 0) + 1
-            return
-        counters = player.counters
-        for key in found.cap_keys:
-            if key not in counters:
-                counters[key] = Counter(0, 0)
-        grams = apply_caps(found.pending, counters)
-        per_kind = totals.kinds.get(kind)
-        if per_kind is None:
-            per_kind = totals.kinds[kind] = KindTotals()
-        per_kind.events += 1
-        computed = found.pending.computed_g
-        if grams < computed:
-            per_kind.capped += 1
-            per_kind.capped_g += computed - grams
-            player.capped_days.add(day)
-        if grams > 0:
-            per_kind.minted_g += grams
-            totals.minted_g += grams
-            totals.minted_by_day[day] += grams
-            self._add_ball(player, _Ball(grams, found.ripens, found.expires, True, player.persona))
+    def _mint(self, player: _Player, day: int, groups: dict[str, list[_Event]]) -> None:
+        """The day's activities through the caps, one kind at a time (caps count per kind),
+        in the order the service would record them: by when each is minted."""
+        rt, totals = self.rt, self.totals[player.persona]
+        capped, times, buckets = rt.capped, rt.times, self._buckets
+        persona, live = player.persona, player.live
+        capped_today = False
+        minted_today = 0
+        for kind, group in groups.items():
+            if not group:
+                continue
+            if len(group) > 1:
+                group.sort()
+            chain = tuple([event[3] for event in group])
+            first = chain[0]
+            month: tuple[int, int] | None = None
+            if first.month_key is not None:
+                held = player.months.get(kind)
+                month = held[1] if held is not None and held[0] == first.month_key else (0, 0)
+            result = capped.get((chain, month))
+            if result is None:
+                result = rt.apply_caps(chain, month)
+            if first.month_key is not None:
+                player.months[kind] = (first.month_key, result.month_after)
+            per_kind = totals.kinds.get(kind)
+            if per_kind is None:
+                per_kind = totals.kinds[kind] = KindTotals()
+            per_kind.events += len(chain)
+            if result.capped:
+                per_kind.capped += result.capped
+                per_kind.capped_g += result.capped_g
+                capped_today = True
+            per_kind.minted_g += result.minted_g
+            minted_today += result.minted_g
+            for (minted, _, occurred, evaluation), grams in zip(group, result.grams):  # noqa: B905
+                if grams <= 0:
+                    continue
+                when = times.get((evaluation, occurred, minted))
+                if when is None:
+                    when = rt.ball_times(evaluation, occurred, minted)
+                ball = _Ball(grams, when[0], when[1], True, persona)
+                live.append(ball)
+                bucket = buckets.get(when[2])
+                if bucket is None:
+                    buckets[when[2]] = [ball]
+                else:
+                    bucket.append(ball)
+        totals.minted_g += minted_today
+        totals.minted_by_day[day] += minted_today
+        if capped_today:
+            player.capped_days += 1
 
     def _add_ball(self, owner: _Player, ball: _Ball) -> None:
         owner.live.append(ball)
@@ -582,32 +749,7 @@ class _Community:
             player.live = keep
             totals.collected_own_g += gathered
         if steal and self.rt.stealing:
-            me, take, draw = player.index, self.rt.take, self.draws.random
-            taken = 0
-            for friend in player.friends:
-                friend_totals = self.totals[friend.persona]
-                for ball in friend.live:
-                    if (
-                        not ball.stealable
-                        or ball.remaining <= 0
-                        or ball.ripens > now
-                        or ball.expires <= now
-                        or (ball.takers is not None and me in ball.takers)
-                    ):
-                        continue
-                    grams = take(ball.amount, ball.remaining, ball.stolen, draw)
-                    if grams <= 0:
-                        continue
-                    ball.remaining -= grams
-                    ball.stolen += grams
-                    if ball.takers is None:
-                        ball.takers = {me}
-                    else:
-                        ball.takers.add(me)
-                    taken += grams
-                    friend_totals.lost_to_friends_g += grams
-            totals.taken_from_friends_g += taken
-            gathered += taken
+            gathered += self._steal(player, now)
         player.balance += gathered
         totals.gathered_by_day[day] += gathered
         spec = self.personas[player.persona].spec
@@ -620,6 +762,45 @@ class _Community:
         if pick is not None and player.friends:
             self._water(player, day, now, spec, pick)
 
+    def _steal(self, player: _Player, now: int) -> int:
+        """Take from every friend's ripe, stealable balls not taken from yet."""
+        rt, me, draw = self.rt, player.index, self.draws.random
+        takes, most_of, random_takes = rt.takes, rt.most, rt.random_takes
+        taken = 0
+        for friend in player.friends:
+            lost = 0
+            for ball in friend.live:
+                if (
+                    ball.ripens > now
+                    or ball.remaining <= 0
+                    or ball.expires <= now
+                    or not ball.stealable
+                    or (ball.takers is not None and me in ball.takers)
+                ):
+                    continue
+                amount = ball.amount
+                pick = 0
+                if random_takes:
+                    most = most_of.get(amount) or rt.most_take(amount)
+                    pick = int(draw() * most)
+                grams = takes.get((amount, ball.remaining, ball.stolen, pick))
+                if grams is None:
+                    grams = rt.take(amount, ball.remaining, ball.stolen, pick)
+                if grams <= 0:
+                    continue  # nothing left for friends: not a take
+                ball.remaining -= grams
+                ball.stolen += grams
+                if ball.takers is None:
+                    ball.takers = {me}
+                else:
+                    ball.takers.add(me)
+                lost += grams
+            if lost:
+                self.totals[friend.persona].lost_to_friends_g += lost
+                taken += lost
+        self.totals[player.persona].taken_from_friends_g += taken
+        return taken
+
     def _water(
         self, player: _Player, day: int, now: int, spec: PersonaSpec, pick: tuple[float, float]
     ) -> None:
@@ -631,7 +812,7 @@ class _Community:
             amount = max(rt.amounts)
         else:
             amount = rt.amounts[int(pick[1] * len(rt.amounts))]
-        # the giver's local day counts the limit; the day index is the giver's local day
+        # the limit counts the giver's local days; ``day`` is the giver's local day
         last_day, count = player.watered.get(friend.index, (day, 0))
         if last_day != day:
             count = 0
@@ -660,16 +841,9 @@ class _Community:
             if later:
                 self._buckets[hour] = later
 
-    def _tidy(self, today: date) -> None:
-        """Forget cap counters no event can touch any more, and emptied balls."""
-        oldest_day = today - timedelta(days=3)
-        oldest_month = (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+    def _tidy(self) -> None:
+        """Forget emptied balls (players who never collect keep them otherwise)."""
         for player in self.players:
-            player.counters = {
-                key: counter
-                for key, counter in player.counters.items()
-                if key[3] >= (oldest_day if key[2] == "day" else oldest_month)
-            }
             player.live = [ball for ball in player.live if ball.remaining > 0]
 
     def _finish(self) -> list[PersonaTotals]:
@@ -680,7 +854,7 @@ class _Community:
             totals = self.totals[player.persona]
             totals.trees += player.trees
             totals.balance_at_end_g += player.balance
-            totals.capped_player_days += len(player.capped_days)
+            totals.capped_player_days += player.capped_days
             if player.first_tree_day is not None:
                 totals.first_tree_days.append(player.first_tree_day)
         return self.totals
@@ -719,7 +893,7 @@ def _population(personas: list[_Persona], players: int, seed: int) -> list[int]:
     for i in by_remainder[: players - sum(counts)]:
         counts[i] += 1
     members = [i for i, count in enumerate(counts) for _ in range(count)]
-    random.Random(f"{seed}/population").shuffle(members)
+    random.Random(f"{seed}/population").shuffle(members)  # noqa: S311
     return members
 
 

@@ -143,8 +143,13 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
             {"at": "18:30", "jitter_minutes": 60, "water_chance": 0.05},
         ],
         "activities": [
-            {"kind": "metro", "per_day": 2, "days": "weekdays", "chance": 0.95,
-             "at": ["07:50", "18:05"]},
+            {
+                "kind": "metro",
+                "per_day": 2,
+                "days": "weekdays",
+                "chance": 0.95,
+                "at": ["07:50", "18:05"],
+            },
             {"kind": "bus", "per_day": [1, 2], "chance": 0.3, "between": ["11:00", "21:00"]},
         ],
     },
@@ -185,8 +190,13 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
             {"at": "22:30", "jitter_minutes": 30, "steal_chance": 0.5},
         ],
         "activities": [
-            {"kind": "bus", "per_day": 1, "days": "weekdays", "chance": 0.5,
-             "between": ["07:30", "09:00"]}
+            {
+                "kind": "bus",
+                "per_day": 1,
+                "days": "weekdays",
+                "chance": 0.5,
+                "between": ["07:30", "09:00"],
+            }
         ],
     },
 }
