@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
@@ -373,6 +372,3 @@ async def ledger_check(session: SessionDep) -> dict[str, Any]:
     """Invariants: the ledger sums to zero, balances and balls equal their entries, no ball
     over-taken, nothing negative."""
     return await ledger.check(session)
-
-
-__all__ = ["admin_router", "partner_router", "router", "uuid"]

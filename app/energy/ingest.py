@@ -15,7 +15,6 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.energy.models import Activity
 from app.energy.periods import ball_times, local_date, month_start
 from app.energy.repository import CapKey, Counter, EnergyRepository, mint_entries
 from app.game.rules.registry import ActiveRules, RulesRegistry
@@ -320,6 +319,3 @@ async def mint_balls(repo: EnergyRepository, balls: list[dict[str, Any]]) -> Non
             )
         ]
     )
-
-
-__all__ = ["Activity", "Incoming", "Outcome", "UserRef", "ingest"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Request
 from starlette.responses import Response
 
 from app.accounts.dependencies import CurrentUser
@@ -296,6 +296,3 @@ async def water(
         return WaterOut(watered_g=payload.amount_g, balance_g=balance)
 
     return await idem.run(owner=f"user:{user.id}", status_code=201, produce=produce)
-
-
-__all__ = ["Query", "router"]
