@@ -62,6 +62,7 @@ def serve(
         os.environ["CANOPY_DATABASE_URL"] = services.database_url
         os.environ["CANOPY_REDIS_URL"] = services.redis_url
         os.environ["CANOPY_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+        get_settings.cache_clear()  # the app (in this process with one worker) reads them anew
         if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canopy-metrics-")
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104

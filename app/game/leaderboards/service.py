@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+import weakref
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import Literal
@@ -30,8 +31,9 @@ _TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
 # A board is rebuilt from PostgreSQL at least this often, which bounds how long a score missed
 # while Redis was unreachable (and not retried by this process) can stay out of date.
 READY_FOR = timedelta(minutes=15)
-# users whose scores this process could not write; retried before the next read or write
-_pending: set[uuid.UUID] = set()
+# users whose scores could not be written, per Redis client (i.e. per app); retried before the
+# next read or write through that client
+_pending: weakref.WeakKeyDictionary[Redis, set[uuid.UUID]] = weakref.WeakKeyDictionary()
 
 
 def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime | None]:
@@ -110,7 +112,8 @@ async def record(
     session: AsyncSession, redis: Redis, user_ids: Iterable[uuid.UUID], now: datetime, tz: str
 ) -> None:
     """Write the users' current scores for every period (after their collect committed)."""
-    users = list(set(user_ids) | _pending)
+    pending = _pending.setdefault(redis, set())
+    users = list(set(user_ids) | pending)
     if not users:
         return
     try:
@@ -123,9 +126,9 @@ async def record(
             if period in _TTL:
                 pipe.expire(key, _TTL[period])
         await pipe.execute()
-        _pending.difference_update(users)
+        pending.difference_update(users)
     except Exception:  # Redis is an accelerator: readers rebuild or fall back to PostgreSQL
-        _pending.update(users)
+        pending.update(users)
         logger.warning("leaderboard update deferred: redis unavailable", exc_info=True)
 
 
@@ -161,7 +164,7 @@ async def scores(
     """Scores of these users in the period containing ``now``."""
     bucket, start = period_bounds(period, now, tz)
     try:
-        if _pending:
+        if _pending.get(redis):
             await record(session, redis, [], now, tz)
         key = await _ensure_built(session, redis, period, bucket, start)
         found = await redis.zmscore(key, [str(u) for u in user_ids]) if user_ids else []

@@ -68,7 +68,7 @@ def simulate(
             dir_okay=False,
         ),
     ] = None,
-    players: Annotated[int, typer.Option(min=2, help="How many players.")] = 2_000,
+    players: Annotated[int, typer.Option(min=1, help="How many players.")] = 2_000,
     days: Annotated[int, typer.Option(min=1, max=3_650, help="How many days.")] = 90,
     seed: Annotated[int, typer.Option(help="Same seed, same players, same report.")] = 1,
     personas: Annotated[

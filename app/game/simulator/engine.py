@@ -14,10 +14,12 @@ Every number that the rules decide comes from the service's own code, called her
   stolen and expires ``balls.expire_after`` later (as ``app.game.watering.service.water``).
 
 What stays in the simulator is bookkeeping (who holds which ball, balances, statistics) and
-behaviour (personas). It is fast because identical inputs are evaluated once: players of the
-same time zone and region reporting the same kind, minute and quantity share one ``evaluate``
-result and its ball times, and a take with the same ball state and draw shares one
-``take_size`` result; the caps are still applied per player, event by event.
+behaviour (personas). It is fast because identical inputs are evaluated once, never because a
+formula was copied: with a single rules version an event's ``evaluate`` result depends on its
+kind, local day, quantity, origin and the player's time zone and region, so it is shared by all
+such events; ``apply_caps`` runs once per distinct sequence of a player's events of one kind and
+day (and month counter); ``ball_row`` once per kind and minute; ``take_size`` once per ball state
+and draw.
 
 The population is cut into communities of friends (friendships never cross a community), each
 simulated on its own with random streams derived from the seed and its number, so a run gives
@@ -34,6 +36,7 @@ import math
 import multiprocessing
 import os
 import random
+from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -72,13 +75,13 @@ _NAMESPACE = UUID("7d1c3a51-6f0e-4c8e-9a49-5b1f0e6c2a10")
 _BALL_ID = uuid5(_NAMESPACE, "ball")
 _ORIGIN_STEPS = "client"  # step days are minted with the client origin (app.energy.steps)
 _WALKING = "walking"
-_EVENT, _STEPS, _SESSION = 0, 1, 2
 # Above this many player-days a run uses worker processes (when the machine has several cores).
 _PARALLEL_FROM = 100_000
-_CHUNK_PLAYERS = 500
+_CHUNK_PLAYERS = 500  # players per unit of work handed to a process
 _TAKE_MEMO_LIMIT = 400_000
 # Activities without a fixed time happen on a grid of this many minutes within their window.
 _SLOT_MINUTES = 15
+_NEVER = 1 << 62
 
 
 @dataclass(frozen=True)
@@ -126,7 +129,7 @@ class PersonaTotals:
     trees: int = 0
     balance_at_end_g: int = 0
     capped_player_days: int = 0
-    kinds: dict[str, KindTotals] = field(default_factory=dict)
+    kinds: dict[str, KindTotals] = field(default_factory=lambda: defaultdict(KindTotals))
     rejected: dict[str, int] = field(default_factory=dict)
     minted_by_day: list[int] = field(default_factory=list)
     gathered_by_day: list[int] = field(default_factory=list)  # own collects + takes, by day
@@ -209,8 +212,10 @@ class _Capped(NamedTuple):
     minted_g: int
 
 
-# (minted minute, order, occurred minute, evaluation)
-_Event = tuple[int, int, int, "_Evaluation"]
+# (collectible from, expires, expiry hour) in minutes
+_Times = tuple[int, int, int]
+# (minted minute, order, evaluation, ball times)
+_Event = tuple[int, int, "_Evaluation", _Times]
 
 
 class _RulesRuntime:
@@ -229,7 +234,8 @@ class _RulesRuntime:
         self.water_life = _ceil_minutes(rules.balls.expire_after)
         self.evaluations: dict[tuple[Any, ...], _Evaluation | Outcome] = {}
         self.capped: dict[tuple[Any, ...], _Capped] = {}
-        self.times: dict[tuple[Any, ...], tuple[int, ...]] = {}
+        self.times: dict[tuple[Any, ...], _Times | None] = {}
+        self.slots: dict[tuple[Any, ...], list[_Times | None]] = {}
         self.most: dict[int, int] = {}
         self.takes: dict[tuple[int, int, int, int], int] = {}
         self._refs: dict[tuple[str, str | None], tuple[int, UserRef]] = {}
@@ -316,26 +322,44 @@ class _RulesRuntime:
         )
         return found
 
-    def ball_times(self, evaluation: _Evaluation, occurred: int, minted: int) -> tuple[int, ...]:
-        """(from when the ball can be collected, when it expires, its expiry hour), in
-        minutes: ``ball_row``'s ripening and expiry, and never before the ball was minted."""
-        pending = evaluation.pending
+    def ball_times(
+        self, ref: tuple[int, UserRef], kind: str, occurred: int, minted: int
+    ) -> _Times | None:
+        """(from when the ball can be collected, when it expires, the hour it expires in), in
+        minutes: ``ball_row``'s ripening and expiry under the rules and kind that ``evaluate``
+        uses for such an event, and never before the ball was minted. None: no such kind."""
+        key = (ref[0], kind, occurred, minted)
+        if key in self.times:
+            return self.times[key]
         occurred_at, now = self.moment(occurred), self.moment(minted)
-        row = ball_row(
-            _BALL_ID,
-            pending.user,
-            pending.event.kind,
-            pending.computed_g,
-            "sim",
-            occurred_at,
-            now,
-            pending.rules,
-            pending.kind,
-        )
-        expires = self.minute(row["expires_at"])
-        found = (max(self.minute(row["ripens_at"]), minted), expires, expires // 60)
-        self.times[(evaluation, occurred, minted)] = found
+        rules = self.registry.at(occurred_at)
+        kind_rules = rules.rules.activities.get(kind)
+        found = None
+        if kind_rules is not None:
+            row = ball_row(_BALL_ID, ref[1], kind, 1, "sim", occurred_at, now, rules, kind_rules)
+            expires = self.minute(row["expires_at"])
+            found = (max(self.minute(row["ripens_at"]), minted), expires, expires // 60)
+        self.times[key] = found
         return found
+
+    def slot_times(
+        self, ref: tuple[int, UserRef], kind: str, minutes: tuple[int, ...]
+    ) -> list[_Times | None]:
+        """Room for the ``ball_times`` of events minted as they happen at each of ``minutes``,
+        filled in as slots get used (shared by every community of the run)."""
+        key = (ref[0], kind, minutes)
+        found = self.slots.get(key)
+        if found is None:
+            found = self.slots[key] = [None] * len(minutes)
+        return found
+
+    def slot_time(
+        self, ref: tuple[int, UserRef], kind: str, slots: list[_Times | None], minute: int, i: int
+    ) -> _Times:
+        when = self.ball_times(ref, kind, minute, minute)
+        assert when is not None, "an accepted event's kind exists"
+        slots[i] = when
+        return when
 
     def take(self, amount: int, remaining: int, stolen: int, pick: int) -> int:
         """``take_size`` for a ball; ``pick`` is the random mode's uniform choice among the
@@ -409,6 +433,7 @@ class _Player:
         "index",
         "live",
         "months",
+        "next_ripe",
         "persona",
         "trees",
         "watered",
@@ -420,6 +445,7 @@ class _Player:
         self.friends: list[_Player] = []
         self.balance = 0
         self.live: list[_Ball] = []
+        self.next_ripe = _NEVER  # no ball in ``live`` is collectible before this minute
         self.months: dict[str, tuple[CapKey, tuple[int, int]]] = {}  # kind → month counter
         self.watered: dict[int, tuple[int, int]] = {}  # friend index → (day, count)
         self.trees = 0
@@ -433,19 +459,21 @@ class _DaySchedule:
 
     steps_at: int
     steps_minted: int
+    steps_times: _Times | None
     activities: list[_Planned]
     sessions: list[tuple[int, SessionSpec]]
 
 
 @dataclass(frozen=True)
 class _Planned:
-    """An activity on a given day: its fixed minutes or its window in ``_SLOT_MINUTES`` slots,
-    and its evaluation when it has no quantity (then all its events evaluate the same)."""
+    """An activity on a given day: the minutes it can happen at (its fixed times, or its
+    window in ``_SLOT_MINUTES`` slots) with its balls' times, and its evaluation when it has no
+    quantity (then all its events evaluate the same)."""
 
     spec: ActivitySpec
-    fixed: tuple[int, ...]
-    first: int
-    slots: int
+    minutes: tuple[int, ...]
+    times: list[_Times | None]  # filled in as slots get used
+    fixed: bool
     evaluation: _Evaluation | Outcome | None
 
 
@@ -458,7 +486,7 @@ class _Persona:
 
 
 # (minute, rank, seq, player, day, collect, steal, water pick)
-_Session = tuple[int, int, int, "_Player", int, bool, bool, tuple[float, float] | None]
+_Session = tuple[int, float, int, "_Player", int, bool, bool, tuple[float, float] | None]
 
 
 class _Community:
@@ -529,9 +557,10 @@ class _Community:
         return self._finish()
 
     def _schedule(self, persona: _Persona, day: int, today: date) -> _DaySchedule:
-        """A persona's local day in minutes (the same for all its players), with the rules'
-        evaluation of each activity that has no quantity: identical for all its events."""
-        rt, tz, spec = self.rt, persona.tz, persona.spec
+        """A persona's local day in minutes (the same for all its players): when its step day
+        is minted, the minutes its activities can happen at with their balls' times, and the
+        rules' evaluation of each activity without a quantity (identical for all its events)."""
+        rt, tz, spec, ref = self.rt, persona.tz, persona.spec, self.refs[persona.index]
         weekend = today.weekday() >= 5
         activities = []
         for activity in spec.activities:
@@ -539,27 +568,24 @@ class _Community:
                 activity.days == "weekends" and not weekend
             ):
                 continue
-            fixed = tuple(rt.local_minute(tz, today, at) for at in activity.at)
-            first = rt.local_minute(tz, today, activity.between[0])
-            last = rt.local_minute(tz, today, activity.between[1])
-            slots = max(0, last - first) // _SLOT_MINUTES + 1
+            if activity.at:
+                minutes = tuple(rt.local_minute(tz, today, at) for at in activity.at)
+            else:
+                first = rt.local_minute(tz, today, activity.between[0])
+                last = rt.local_minute(tz, today, activity.between[1])
+                minutes = tuple(range(first, max(first, last) + 1, _SLOT_MINUTES))
             shared = None
             if activity.quantity is None:
-                at = fixed[0] if fixed else first
-                shared = rt.evaluation(
-                    self.refs[persona.index],
-                    activity.kind,
-                    day,
-                    at,
-                    at,
-                    None,
-                    activity.origin,
-                    True,
-                )
-            activities.append(_Planned(activity, fixed, first, slots, shared))
+                at = minutes[0]
+                shared = rt.evaluation(ref, activity.kind, day, at, at, None, activity.origin, True)
+            times = rt.slot_times(ref, activity.kind, minutes)
+            activities.append(_Planned(activity, minutes, times, bool(activity.at), shared))
+        steps_at = rt.midnight(tz, today)
+        steps_minted = rt.midnight(tz, today + timedelta(days=1))
         return _DaySchedule(
-            steps_at=rt.midnight(tz, today),
-            steps_minted=rt.midnight(tz, today + timedelta(days=1)),
+            steps_at=steps_at,
+            steps_minted=steps_minted,
+            steps_times=rt.ball_times(ref, _WALKING, steps_at, steps_minted),
             activities=activities,
             sessions=[(rt.local_minute(tz, today, s.at), s) for s in spec.sessions],
         )
@@ -569,10 +595,8 @@ class _Community:
         ball is invisible until it ripens), the sessions are returned to be played in time
         order. Draws only from the behaviour stream, whatever the rules say, so every rules
         file sees the same players doing the same things."""
-        rng, rt = self.behaviour, self.rt
-        rand = rng.random
-        ranks = list(range(len(self.players)))
-        rng.shuffle(ranks)
+        rt = self.rt
+        rand = self.behaviour.random
         schedules = [self._schedule(persona, day, today) for persona in self.personas]
         evaluations = rt.evaluations
         sessions: list[_Session] = []
@@ -580,6 +604,7 @@ class _Community:
         for player in self.players:
             persona = self.personas[player.persona]
             spec, plan, ref = persona.spec, schedules[player.persona], self.refs[player.persona]
+            rank = rand()  # who goes first when players act in the same minute
             groups: dict[str, list[_Event]] = {}
             low, high = spec.steps
             if high > 0 and (spec.walk_chance >= 1 or rand() < spec.walk_chance):
@@ -602,7 +627,9 @@ class _Community:
                     if isinstance(found, Outcome):
                         self._reject(player, found)
                     else:
-                        groups[_WALKING] = [(plan.steps_minted, 0, plan.steps_at, found)]
+                        when = plan.steps_times
+                        assert when is not None, "an accepted event's kind exists"
+                        groups[_WALKING] = [(plan.steps_minted, 0, found, when)]
             for planned in plan.activities:
                 activity = planned.spec
                 if activity.chance < 1 and rand() >= activity.chance:
@@ -614,23 +641,21 @@ class _Community:
                 group = groups.get(activity.kind)
                 if group is None:
                     group = groups[activity.kind] = []
-                fixed, first, slots = planned.fixed, planned.first, planned.slots
+                minutes, times, slots = planned.minutes, planned.times, len(planned.minutes)
                 for n in range(count):
-                    minute = (
-                        fixed[n % len(fixed)]
-                        if fixed
-                        else first + _SLOT_MINUTES * int(rand() * slots)
-                    )
+                    i = n % slots if planned.fixed else int(rand() * slots)
                     found = planned.evaluation
                     if found is None:
-                        found = self._with_quantity(ref, activity, day, minute, rand())
+                        found = self._with_quantity(ref, activity, day, minutes[i], rand())
                     if isinstance(found, Outcome):
                         self._reject(player, found)
-                    else:
-                        group.append((minute, len(group), minute, found))
+                        continue
+                    when = times[i]
+                    if when is None:
+                        when = rt.slot_time(ref, activity.kind, times, minutes[i], i)
+                    group.append((minutes[i], len(group), found, when))
             if groups:
                 self._mint(player, day, groups)
-            rank = ranks[player.index]
             for minute, session in plan.sessions:
                 if session.jitter_minutes:
                     minute += int(rand() * (session.jitter_minutes + 1))
@@ -659,8 +684,8 @@ class _Community:
         return found
 
     def _reject(self, player: _Player, outcome: Outcome) -> None:
-        rejected = self.totals[player.persona].rejected
         reason = outcome.reason or outcome.status
+        rejected = self.totals[player.persona].rejected
         rejected[reason] = rejected.get(reason, 0) + 1
 
     # --- what players do ------------------------------------------------------------------------
@@ -669,7 +694,7 @@ class _Community:
         """The day's activities through the caps, one kind at a time (caps count per kind),
         in the order the service would record them: by when each is minted."""
         rt, totals = self.rt, self.totals[player.persona]
-        capped, times, buckets = rt.capped, rt.times, self._buckets
+        capped, buckets, kinds = rt.capped, self._buckets, totals.kinds
         persona, live = player.persona, player.live
         capped_today = False
         minted_today = 0
@@ -678,7 +703,7 @@ class _Community:
                 continue
             if len(group) > 1:
                 group.sort()
-            chain = tuple([event[3] for event in group])
+            chain = tuple([event[2] for event in group])
             first = chain[0]
             month: tuple[int, int] | None = None
             if first.month_key is not None:
@@ -689,9 +714,7 @@ class _Community:
                 result = rt.apply_caps(chain, month)
             if first.month_key is not None:
                 player.months[kind] = (first.month_key, result.month_after)
-            per_kind = totals.kinds.get(kind)
-            if per_kind is None:
-                per_kind = totals.kinds[kind] = KindTotals()
+            per_kind = kinds[kind]
             per_kind.events += len(chain)
             if result.capped:
                 per_kind.capped += result.capped
@@ -699,14 +722,14 @@ class _Community:
                 capped_today = True
             per_kind.minted_g += result.minted_g
             minted_today += result.minted_g
-            for (minted, _, occurred, evaluation), grams in zip(group, result.grams):  # noqa: B905
+            for event, grams in zip(group, result.grams):  # noqa: B905 (same length)
                 if grams <= 0:
                     continue
-                when = times.get((evaluation, occurred, minted))
-                if when is None:
-                    when = rt.ball_times(evaluation, occurred, minted)
+                when = event[3]
                 ball = _Ball(grams, when[0], when[1], True, persona)
                 live.append(ball)
+                if when[0] < player.next_ripe:
+                    player.next_ripe = when[0]
                 bucket = buckets.get(when[2])
                 if bucket is None:
                     buckets[when[2]] = [ball]
@@ -719,6 +742,8 @@ class _Community:
 
     def _add_ball(self, owner: _Player, ball: _Ball) -> None:
         owner.live.append(ball)
+        if ball.ripens < owner.next_ripe:
+            owner.next_ripe = ball.ripens
         bucket = self._buckets.get(ball.expires // 60)
         if bucket is None:
             self._buckets[ball.expires // 60] = [ball]
@@ -736,8 +761,9 @@ class _Community:
     ) -> None:
         totals = self.totals[player.persona]
         gathered = 0
-        if collect:
+        if collect and player.next_ripe <= now:
             keep = []
+            next_ripe = _NEVER
             for ball in player.live:
                 if ball.remaining <= 0 or ball.expires <= now:
                     continue
@@ -746,7 +772,10 @@ class _Community:
                     ball.remaining = 0
                 else:
                     keep.append(ball)
+                    if ball.ripens < next_ripe:
+                        next_ripe = ball.ripens
             player.live = keep
+            player.next_ripe = next_ripe
             totals.collected_own_g += gathered
         if steal and self.rt.stealing:
             gathered += self._steal(player, now)
@@ -768,6 +797,8 @@ class _Community:
         takes, most_of, random_takes = rt.takes, rt.most, rt.random_takes
         taken = 0
         for friend in player.friends:
+            if friend.next_ripe > now:
+                continue  # nothing of theirs is ripe yet
             lost = 0
             for ball in friend.live:
                 if (

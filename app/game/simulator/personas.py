@@ -32,18 +32,18 @@ def _pair(kind: type[int] | type[float]) -> Any:
     def convert(value: Any) -> tuple[Any, Any]:
         ok = (int,) if kind is int else (int, float)
         if isinstance(value, ok) and not isinstance(value, bool):
-            return (kind(value), kind(value))
-        if (
+            value = [value, value]
+        if not (
             isinstance(value, list | tuple)
             and len(value) == 2
             and all(isinstance(v, ok) and not isinstance(v, bool) for v in value)
         ):
-            low, high = kind(value[0]), kind(value[1])
-            if low < 0 or high < low:
-                raise PydanticCustomError("range", "must be [low, high] with 0 ≤ low ≤ high")
-            return (low, high)
-        noun = "whole number" if kind is int else "number"
-        raise PydanticCustomError("range", f"must be a {noun} or a list [low, high]")
+            noun = "whole number" if kind is int else "number"
+            raise PydanticCustomError("range", f"must be a {noun} or a list [low, high]")
+        low, high = kind(value[0]), kind(value[1])
+        if not 0 <= low <= high or high == float("inf"):
+            raise PydanticCustomError("range", "must be [low, high] with 0 ≤ low ≤ high")
+        return (low, high)
 
     return BeforeValidator(convert)
 
