@@ -29,6 +29,7 @@ from app.energy.endpoints import router as energy_router
 from app.game.feed.endpoints import router as feed_router
 from app.game.friends.endpoints import router as friends_router
 from app.game.leaderboards.endpoints import router as leaderboards_router
+from app.game.leaderboards.service import Pending
 from app.game.props.endpoints import admin_router as props_admin_router
 from app.game.props.endpoints import router as props_router
 from app.game.rules.endpoints import router as rules_admin_router
@@ -70,6 +71,7 @@ def create_app(
         app.state.sessionmaker = sessionmaker
         app.state.redis = redis
         app.state.rules_registry = registry
+        app.state.leaderboard_pending = Pending()
         app.state.rate_limiter = RateLimiter(
             redis,
             lambda name: str(getattr(app.state.rules_registry.at(clock.now()).rules.limits, name)),

@@ -121,6 +121,7 @@ async def list_friends(
         [s.id for s in summaries],
         now,
         rules.rules.timezone,
+        request.app.state.leaderboard_pending,
     )
     ordered = sorted(
         summaries,

@@ -36,7 +36,13 @@ async def friends_board(
     )
     people = {r[0]: r[1] for r in rows}
     values = await scores(
-        session, request.app.state.redis, period, list(people), clock.now(), rules.rules.timezone
+        session,
+        request.app.state.redis,
+        period,
+        list(people),
+        clock.now(),
+        rules.rules.timezone,
+        request.app.state.leaderboard_pending,
     )
     ordered = sorted(people, key=lambda u: (-values[u], people[u] or ""))
     entries: list[BoardEntry] = []

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-import weakref
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import Literal
@@ -20,6 +19,7 @@ from typing import Literal
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import State
 
 from app.energy.periods import zone
 
@@ -31,9 +31,11 @@ _TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
 # A board is rebuilt from PostgreSQL at least this often, which bounds how long a score missed
 # while Redis was unreachable (and not retried by this process) can stay out of date.
 READY_FOR = timedelta(minutes=15)
-# users whose scores could not be written, per Redis client (i.e. per app); retried before the
-# next read or write through that client
-_pending: weakref.WeakKeyDictionary[Redis, set[uuid.UUID]] = weakref.WeakKeyDictionary()
+
+
+class Pending(set[uuid.UUID]):
+    """Users whose scores this app could not write (Redis unreachable); every later read or
+    write retries them first. One per app (``app.state.leaderboard_pending``)."""
 
 
 def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime | None]:
@@ -109,10 +111,14 @@ async def _current_scores(
 
 
 async def record(
-    session: AsyncSession, redis: Redis, user_ids: Iterable[uuid.UUID], now: datetime, tz: str
+    session: AsyncSession,
+    redis: Redis,
+    user_ids: Iterable[uuid.UUID],
+    now: datetime,
+    tz: str,
+    pending: Pending,
 ) -> None:
     """Write the users' current scores for every period (after their collect committed)."""
-    pending = _pending.setdefault(redis, set())
     users = list(set(user_ids) | pending)
     if not users:
         return
@@ -160,12 +166,13 @@ async def scores(
     user_ids: list[uuid.UUID],
     now: datetime,
     tz: str,
+    pending: Pending,
 ) -> dict[uuid.UUID, int]:
     """Scores of these users in the period containing ``now``."""
     bucket, start = period_bounds(period, now, tz)
     try:
-        if _pending.get(redis):
-            await record(session, redis, [], now, tz)
+        if pending:
+            await record(session, redis, [], now, tz, pending)
         key = await _ensure_built(session, redis, period, bucket, start)
         found = await redis.zmscore(key, [str(u) for u in user_ids]) if user_ids else []
         return {u: int(v or 0) for u, v in zip(user_ids, found, strict=True)}
@@ -175,12 +182,11 @@ async def scores(
         return {u: values.get(u, 0) for u in user_ids}
 
 
-async def record_in_background(state: object, user_ids: list[uuid.UUID], now: datetime) -> None:
+async def record_in_background(state: State, user_ids: list[uuid.UUID], now: datetime) -> None:
     """For ``BackgroundTasks``: runs after the response, i.e. after the collect committed."""
-    sessionmaker = state.sessionmaker  # type: ignore[attr-defined]
-    tz = state.rules_registry.at(now).rules.timezone  # type: ignore[attr-defined]
-    async with sessionmaker() as session:
-        await record(session, state.redis, user_ids, now, tz)  # type: ignore[attr-defined]
+    tz = state.rules_registry.at(now).rules.timezone
+    async with state.sessionmaker() as session:
+        await record(session, state.redis, user_ids, now, tz, state.leaderboard_pending)
 
 
 async def forget_on_boards(redis: Redis, user_id: uuid.UUID) -> None:
