@@ -17,9 +17,11 @@ from app.core import migrate as migrations
 from app.core.observability import configure_logging
 from app.core.services import Services, resolve_services
 from app.game.rules.cli import rules_app
+from app.game.simulator.cli import simulate
 
 app = typer.Typer(help="Canopy: personal carbon accounts, Ant Forest style.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.command("simulate")(simulate)
 
 logger = logging.getLogger("canopy.cli")
 

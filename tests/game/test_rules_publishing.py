@@ -7,6 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import httpx
+import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from typer.testing import CliRunner
@@ -261,3 +262,72 @@ class TestRulesDiff:
         new.write_text("version = 'x'\n[stealing]\nmax_share = 2\n")
         result = CliRunner().invoke(rules_app, ["diff", str(old), str(new)])
         assert result.exit_code == 1 and "stealing.max_share" in result.output
+
+
+class TestGuardrails:
+    async def test_a_big_simulated_effect_is_refused_unless_forced(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        harsh = DEFAULT.replace("daily_cap_g = 296", "daily_cap_g = 30", 1)
+        refused = await client.post(
+            "/admin/v1/rules",
+            params={"simulate": "true"},
+            content=harsh,
+            headers=admin_headers | TOML,
+        )
+        body = assert_problem(refused, 422, "guardrail_refused")
+        assert body["reasons"] and any("walker" in reason for reason in body["reasons"])
+        assert "force" in body["detail"]
+        assert (
+            len((await client.get("/admin/v1/rules", headers=admin_headers)).json()["versions"])
+            == 1
+        )
+        forced = await client.post(
+            "/admin/v1/rules",
+            params={"simulate": "true", "force": "true"},
+            content=harsh,
+            headers=admin_headers | TOML,
+        )
+        assert forced.status_code == 201
+
+    async def test_a_small_change_passes_the_simulation(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        gentle = DEFAULT.replace("energy_per_event_g = 52", "energy_per_event_g = 53", 1)
+        published = await client.post(
+            "/admin/v1/rules",
+            params={"simulate": "true"},
+            content=gentle,
+            headers=admin_headers | TOML,
+        )
+        assert published.status_code == 201, published.text
+
+
+class TestPublishCli:
+    async def test_publish_from_the_command_line(
+        self, app: FastAPI, settings: Settings, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        from app.config import get_settings
+
+        rules_file = tmp_path / "metro60.toml"
+        rules_file.write_text(METRO_60)
+        monkeypatch.setenv("CANOPY_DATABASE_URL", settings.database_url or "")
+        monkeypatch.setenv("CANOPY_REDIS_URL", settings.redis_url or "")
+        get_settings.cache_clear()
+        try:
+            first = await asyncio.to_thread(
+                CliRunner().invoke, rules_app, ["publish", str(rules_file)]
+            )
+            again = await asyncio.to_thread(
+                CliRunner().invoke, rules_app, ["publish", str(rules_file)]
+            )
+            naive = await asyncio.to_thread(
+                CliRunner().invoke,
+                rules_app,
+                ["publish", str(rules_file), "--effective-from", "2030-01-01T00:00:00"],
+            )
+        finally:
+            get_settings.cache_clear()
+        assert first.exit_code == 0 and "published version 2" in first.output, first.output
+        assert again.exit_code == 0 and "already published as version 2" in again.output
+        assert naive.exit_code == 2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -13,6 +14,7 @@ from app.core.errors import Unprocessable, ValidationFailed
 from app.game.rules.loader import LoadedRules, RulesInvalid, parse_rules_text, rules_sha256
 from app.game.rules.models import RulesVersion
 from app.game.rules.registry import RulesRegistry, publish
+from app.game.rules.schema import Rules
 
 # clocks differ a little between a designer's laptop and the servers
 PAST_TOLERANCE = timedelta(minutes=1)
@@ -80,7 +82,10 @@ async def publish_text(
             f"effective_from {when.isoformat()} is before now ({now.isoformat()})"
         )
     if simulate and not force:
-        reasons = guardrail_reasons(registry.at(when).rules, loaded, threshold)
+        # a few seconds of CPU: off the event loop
+        reasons = await asyncio.to_thread(
+            guardrail_reasons, registry.at(when).rules, loaded, threshold
+        )
         if reasons:
             raise GuardrailRefused(
                 "Refused: " + "; ".join(reasons) + " (publish with force to override)",
@@ -90,10 +95,8 @@ async def publish_text(
     return Published(version, created=True)
 
 
-def guardrail_reasons(current: object, candidate: LoadedRules, threshold: float) -> list[str]:
+def guardrail_reasons(current: Rules, candidate: LoadedRules, threshold: float) -> list[str]:
     """Why the simulator says this change is too big (empty: fine)."""
-    import importlib
+    from app.game.simulator import guardrail_check  # imported late: numpy/matplotlib are heavy
 
-    simulator = importlib.import_module("app.game.simulator")
-    reasons: list[str] = simulator.guardrail_check(current, candidate.rules, threshold)
-    return reasons
+    return guardrail_check(current, candidate.rules, threshold)
