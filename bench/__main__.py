@@ -1,12 +1,12 @@
-"""Run a benchmark: ``python -m bench [auth]`` (default: all)."""
+"""Run a benchmark: ``python -m bench [auth] [energy] [social]`` (default: all)."""
 
 from __future__ import annotations
 
 import sys
 
-from bench import auth
+from bench import auth, energy, social
 
-BENCHES = {"auth": auth.main}
+BENCHES = {"auth": auth.main, "energy": energy.main, "social": social.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)
