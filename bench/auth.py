@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from app.config import normalize_database_url
 from app.core.embedded import ensure_postgres, ensure_redis
+from bench.common import exec_sql, plain_dsn
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "32"))
@@ -31,10 +32,6 @@ QUERY = (
     "SELECT u.* FROM users u JOIN auth_sessions s ON s.user_id = u.id "
     "WHERE u.id = $1 AND u.erased_at IS NULL AND s.id = $2 AND s.revoked_at IS NULL"
 )
-
-
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _load(call: object, seconds: float, concurrency: int) -> tuple[int, list[float]]:
@@ -79,7 +76,7 @@ async def _bench(base: str, db_url: str) -> None:
         n, lat = await _load(http_call, DURATION, CONCURRENCY)
         api = _report("GET /v1/me over HTTP", n, lat, DURATION)
 
-    pool = await asyncpg.create_pool(_plain(db_url), min_size=CONCURRENCY, max_size=CONCURRENCY)
+    pool = await asyncpg.create_pool(plain_dsn(db_url), min_size=CONCURRENCY, max_size=CONCURRENCY)
     conn = await pool.acquire()
     sid = await conn.fetchval("SELECT id FROM auth_sessions LIMIT 1")
     await pool.release(conn)
@@ -109,8 +106,8 @@ def main() -> None:
         started.append(ensure_redis(root / ".canopy-bench"))
         redis = started[-1].url
     name = f"canopy_bench_{uuid.uuid4().hex[:8]}"
-    admin = _plain(normalize_database_url(db))
-    asyncio.run(_exec(admin, f'CREATE DATABASE "{name}"'))
+    admin = plain_dsn(normalize_database_url(db))
+    asyncio.run(exec_sql(admin, f'CREATE DATABASE "{name}"'))
     url = make_url(normalize_database_url(db)).set(database=name).render_as_string(False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -139,14 +136,6 @@ def main() -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        asyncio.run(_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(exec_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         for server in reversed(started):
             server.stop()
-
-
-async def _exec(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()

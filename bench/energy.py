@@ -21,13 +21,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import math
 import os
 import re
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -50,6 +48,7 @@ from app.core.embedded import ensure_postgres, ensure_redis
 from app.core.security import JWT_ALGORITHM, JWT_AUDIENCE
 from app.energy.forest import COLLECT_ALL
 from app.game.rules.schema import Rules
+from bench.common import exec_sql, p50_p99, plain_dsn, to_ms
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -113,24 +112,8 @@ ACTIVITY_COLUMNS = (
 )
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _bench_user_id(n: int) -> uuid.UUID:
     return uuid.UUID(int=n)
-
-
-def _ms(seconds: float) -> float:
-    return seconds * 1000
-
-
-def _quantiles(latencies: list[float]) -> tuple[float, float]:
-    if len(latencies) < 2:
-        value = latencies[0] if latencies else math.nan
-        return value, value
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return q[49], q[98]
 
 
 def _rules_file(root: Path, into: Path) -> Path:
@@ -200,8 +183,8 @@ async def _open_loop(
 def _line(name: str, rate: float, unit: str, latencies: list[float] | None = None) -> None:
     text = f"  {name:<44} {rate:>9.0f} {unit}"
     if latencies:
-        p50, p99 = _quantiles(latencies)
-        text += f"   p50 {_ms(p50):7.2f} ms   p99 {_ms(p99):7.2f} ms"
+        p50, p99 = p50_p99(latencies)
+        text += f"   p50 {to_ms(p50):7.2f} ms   p99 {to_ms(p99):7.2f} ms"
     print(text, flush=True)
 
 
@@ -237,8 +220,8 @@ class Cpu:
     def report(self, calls: int, elapsed: float, unit: str) -> None:
         server, client = (b - a for a, b in zip(self.marks, self._now(), strict=True))
         print(
-            f"    CPU per {unit}: server {_ms(server / calls):.1f} ms "
-            f"({server / elapsed:.2f} cores), load generator {_ms(client / calls):.1f} ms "
+            f"    CPU per {unit}: server {to_ms(server / calls):.1f} ms "
+            f"({server / elapsed:.2f} cores), load generator {to_ms(client / calls):.1f} ms "
             f"({client / elapsed:.2f} cores)",
             flush=True,
         )
@@ -448,7 +431,7 @@ async def _ingestion(c: httpx.AsyncClient, url: str, cpu: Cpu) -> dict[str, floa
         f"  check: {minted} events answered minted; {stored} activities, {balls} balls stored",
         flush=True,
     )
-    return {"ratio": ratio, "paced_p99_ms": _ms(_quantiles(paced)[1])}
+    return {"ratio": ratio, "paced_p99_ms": to_ms(p50_p99(paced)[1])}
 
 
 # --- 2. owner collects --------------------------------------------------------------------------
@@ -758,8 +741,8 @@ def main() -> None:
         started.append(ensure_redis(root / ".canopy-bench"))
         redis = started[-1].url
     name = f"canopy_bench_{uuid.uuid4().hex[:8]}"
-    admin = _plain(normalize_database_url(db))
-    asyncio.run(_exec(admin, f'CREATE DATABASE "{name}"'))
+    admin = plain_dsn(normalize_database_url(db))
+    asyncio.run(exec_sql(admin, f'CREATE DATABASE "{name}"'))
     url = make_url(normalize_database_url(db)).set(database=name).render_as_string(False)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -800,22 +783,14 @@ def main() -> None:
             f"generator and pgbench run on the same {os.cpu_count()} cores)",
             flush=True,
         )
-        asyncio.run(_bench(base, _plain(url), tmp, Cpu(proc.pid)))
+        asyncio.run(_bench(base, plain_dsn(url), tmp, Cpu(proc.pid)))
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(30)
-        asyncio.run(_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        asyncio.run(exec_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(tmp, ignore_errors=True)
         for server in reversed(started):
             server.stop()
-
-
-async def _exec(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 __all__ = ["main"]

@@ -41,7 +41,6 @@ import resource
 import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -67,6 +66,7 @@ from app.config import normalize_database_url
 from app.core.embedded import ensure_postgres, ensure_redis
 from app.core.security import JWT_ALGORITHM, JWT_AUDIENCE
 from app.game.stealing.service import STEAL_SOME, StealParams, friend_summaries
+from bench.common import exec_sql, p50_p99, plain_dsn, to_ms
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "10"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "16"))
@@ -107,27 +107,11 @@ def uid(n: int) -> uuid.UUID:
     return uuid.UUID(int=n)
 
 
-def _plain(url: str) -> str:
-    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def _ms(seconds: float) -> float:
-    return seconds * 1000
-
-
-def _quantiles(latencies: list[float]) -> tuple[float, float]:
-    if len(latencies) < 2:
-        value = latencies[0] if latencies else math.nan
-        return value, value
-    q = statistics.quantiles(latencies, n=100, method="inclusive")
-    return q[49], q[98]
-
-
 def _line(name: str, rate: float, unit: str, latencies: list[float] | None = None) -> None:
     text = f"  {name:<46} {rate:>8.0f} {unit}"
     if latencies:
-        p50, p99 = _quantiles(latencies)
-        text += f"   p50 {_ms(p50):7.2f} ms   p99 {_ms(p99):7.2f} ms"
+        p50, p99 = p50_p99(latencies)
+        text += f"   p50 {to_ms(p50):7.2f} ms   p99 {to_ms(p99):7.2f} ms"
     print(text, flush=True)
 
 
@@ -356,11 +340,13 @@ class Cpu:
         pg = sum(self.last[pid] - first for pid, first in self.first.items())
         parts = []
         if self.server:
-            parts.append(f"server {_ms(server / calls):.2f} ms ({server / elapsed:.2f} cores)")
-        parts.append(f"PostgreSQL {_ms(pg / calls):.2f} ms ({pg / elapsed:.2f} cores)")
+            parts.append(f"server {to_ms(server / calls):.2f} ms ({server / elapsed:.2f} cores)")
+        parts.append(f"PostgreSQL {to_ms(pg / calls):.2f} ms ({pg / elapsed:.2f} cores)")
         if children > 0.01:
-            parts.append(f"pgbench {_ms(children / calls):.2f} ms ({children / elapsed:.2f} cores)")
-        parts.append(f"load generator {_ms(me / calls):.2f} ms ({me / elapsed:.2f} cores)")
+            parts.append(
+                f"pgbench {to_ms(children / calls):.2f} ms ({children / elapsed:.2f} cores)"
+            )
+        parts.append(f"load generator {to_ms(me / calls):.2f} ms ({me / elapsed:.2f} cores)")
         print(f"    CPU per {unit}: " + ", ".join(parts), flush=True)
 
 
@@ -677,7 +663,7 @@ async def _http_collects(
             print(f"  !! {len(wrong)} calls did not collect: {wrong[0]!r}", flush=True)
     finally:
         await conn.close()
-    return {"api": api, "ratio": ratio, "paced_p99_ms": _ms(_quantiles(paced)[1])}
+    return {"api": api, "ratio": ratio, "paced_p99_ms": to_ms(p50_p99(paced)[1])}
 
 
 # --- 2. the 07:00 storm -------------------------------------------------------------------------
@@ -756,11 +742,11 @@ async def _storms(
     clean = True
     for r, owner in enumerate(owners, 1):
         s = await _storm(port, url, owner, params)
-        p50, p99 = _quantiles(s["latencies"])
+        p50, p99 = p50_p99(s["latencies"])
         ratios.append(p99 / p50)
         print(
-            f"  round {r}: p50 {_ms(p50):7.1f} ms   p99 {_ms(p99):7.1f} ms   max "
-            f"{_ms(max(s['latencies'])):7.1f} ms   p99/p50 {p99 / p50:4.2f}   "
+            f"  round {r}: p50 {to_ms(p50):7.1f} ms   p99 {to_ms(p99):7.1f} ms   max "
+            f"{to_ms(max(s['latencies'])):7.1f} ms   p99/p50 {p99 / p50:4.2f}   "
             f"{len(s['failed'])} failed",
             flush=True,
         )
@@ -853,7 +839,7 @@ async def _friend_list(port: int, url: str, params: StealParams) -> dict[str, fl
     finally:
         await conn.close()
     _line("friend_summaries statement via asyncpg", n / elapsed, "calls/s", sql_lat)
-    return {"p50_ms": _ms(_quantiles(lat)[0])}
+    return {"p50_ms": to_ms(p50_p99(lat)[0])}
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -1022,10 +1008,10 @@ def main() -> None:
         started.append(ensure_redis(root / ".canopy-bench"))
         redis = started[-1].url
     name = f"canopy_bench_{uuid.uuid4().hex[:8]}"
-    admin = _plain(normalize_database_url(db))
-    _run(_exec(admin, f'CREATE DATABASE "{name}"'))
+    admin = plain_dsn(normalize_database_url(db))
+    _run(exec_sql(admin, f'CREATE DATABASE "{name}"'))
     url = make_url(normalize_database_url(db)).set(database=name).render_as_string(False)
-    plain = _plain(url)
+    plain = plain_dsn(url)
     tmp = Path(tempfile.mkdtemp(prefix="canopy-bench-social-"))
     rules, params = _rules(root, tmp)
     env = {
@@ -1071,7 +1057,7 @@ def main() -> None:
             # statistics that know about takes (autovacuum may be off on a test server): with
             # none at the last ANALYZE, the leaderboard update after each collect scans every
             # take of the week through ix_ledger_entries_collected_at
-            _run(_exec(plain, "ANALYZE"))
+            _run(exec_sql(plain, "ANALYZE"))
             mine = owners[i * STORM_ROUNDS : (i + 1) * STORM_ROUNDS]
             result = _run(_config(server, workers, plain, pop, params, pgbench_tps, mine))
             results.append(result)
@@ -1088,18 +1074,10 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-        _run(_exec(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _run(exec_sql(admin, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         shutil.rmtree(tmp, ignore_errors=True)
         for s in reversed(started):
             s.stop()
-
-
-async def _exec(dsn: str, sql: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
 
 
 __all__ = ["main"]
