@@ -144,6 +144,13 @@ class LedgerEntry(SQLModel, table=True):
         Index("ix_ledger_entries_ball", "ball_id", postgresql_where=text("ball_id IS NOT NULL")),
         Index("ix_ledger_entries_transfer", "transfer_id"),
         # leaderboard rebuilds: what users collected since a day or week began
+        # a user's collected energy since a day or week began (leaderboard refresh after a collect)
+        Index(
+            "ix_ledger_entries_user_collected_at",
+            "user_id",
+            "at",
+            postgresql_where=text("account = 'user' AND reason IN ('collect', 'steal')"),
+        ),
         Index(
             "ix_ledger_entries_collected_at",
             "at",

@@ -168,13 +168,9 @@ async def unblock(user_id: str, user: CurrentUser, session: SessionDep) -> Respo
 
 
 async def _friend(user_id: str, user: CurrentUser, session: SessionDep) -> UserRef:
-    """The friend named in the path, or 404 (not a friend, blocked, or nobody: all alike)."""
-    friend_id = parse_id(user_id, "friend")
-    await service.require_friend(session, user.id, friend_id)
-    profile = await FriendsRepository(session).profile(friend_id)
-    if profile is None:
-        raise service.NotAFriend()
-    return profile
+    """The friend named in the path, or 404 (not a friend, blocked, or nobody: all alike);
+    one query."""
+    return await service.friend_profile(session, user.id, parse_id(user_id, "friend"))
 
 
 Friend = Annotated[UserRef, Depends(_friend)]

@@ -40,10 +40,15 @@ class FriendsRepository:
         )
         return row.scalar()
 
-    async def profile(self, user_id: uuid.UUID) -> UserRef | None:
+    async def friend_profile(self, me: uuid.UUID, other: uuid.UUID) -> UserRef | None:
+        """``other``'s profile if they are my friend (one indexed read), else None."""
         row = await self.session.execute(
-            text("SELECT id, timezone, region FROM users WHERE id = :u AND erased_at IS NULL"),
-            {"u": user_id},
+            text(
+                "SELECT u.id, u.timezone, u.region FROM friendships f "
+                "JOIN users u ON u.id = f.friend_id "
+                "WHERE f.user_id = :me AND f.friend_id = :other AND u.erased_at IS NULL"
+            ),
+            {"me": me, "other": other},
         )
         found = row.first()
         return UserRef(found[0], found[1], found[2]) if found else None

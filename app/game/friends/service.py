@@ -11,6 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
+from app.energy.ingest import UserRef
 from app.game.feed.service import FRIEND_ACCEPTED, FRIEND_REQUEST, NewItem, add_items
 from app.game.friends.repository import FriendsRepository, RequestRow
 from app.game.friends.schemas import FriendRequestOut, PersonRef
@@ -140,7 +141,10 @@ async def unblock(session: AsyncSession, me: uuid.UUID, other: uuid.UUID) -> Non
         raise NotFound("You have not blocked this user")
 
 
-async def require_friend(session: AsyncSession, me: uuid.UUID, other: uuid.UUID) -> None:
-    """404 unless ``other`` is my friend (blocking removes friendship, so it is covered)."""
-    if not await FriendsRepository(session).are_friends(me, other):
+async def friend_profile(session: AsyncSession, me: uuid.UUID, other: uuid.UUID) -> UserRef:
+    """My friend's time zone and region, or 404 unless ``other`` is my friend (blocking removes
+    the friendship, so blocked people are covered)."""
+    profile = await FriendsRepository(session).friend_profile(me, other)
+    if profile is None:
         raise NotAFriend()
+    return profile
