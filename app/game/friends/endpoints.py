@@ -251,14 +251,9 @@ async def collect_from_friend(
 
     async def produce() -> FriendCollectOut:
         nonlocal collected
-        double = await props.active_until(session, user.id, props.DOUBLE_COLLECT, now) is not None
         ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
-        balance, outcomes = await stealing.take(
-            session, user.id, friend.id, now, stealing.StealParams.of(rules.rules, double), ids
-        )
+        balance, outcomes = await stealing.take(session, user.id, friend.id, now, rules.rules, ids)
         total = collected = sum(o.collected_g for o in outcomes)
-        if total:
-            await stealing.tell_owner(session, friend.id, user.id, total, now)
         return FriendCollectOut(
             collected_g=total,
             balance_g=balance,

@@ -22,7 +22,6 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.energy.ledger import INSERT_ENTRY_COLUMNS
-from app.game.feed.service import COLLECTED_FROM_YOU, NewItem, add_items
 from app.game.rules.schema import Rules
 
 ViewerStatus = Literal[
@@ -204,7 +203,11 @@ class TakeOutcome:
 
 
 _STEAL = f"""
-WITH candidates AS (
+WITH card AS (
+    -- the collector's double_collect card lets them take from a ball twice while it runs
+    SELECT CASE WHEN EXISTS (SELECT 1 FROM props WHERE user_id = :me AND type = 'double_collect'
+                             AND active_until > :now) THEN 2 ELSE 1 END AS allowed
+), candidates AS (
     -- FOR UPDATE hands back the newest version of each row once its lock is ours, so the
     -- sizes below are computed from what the ball holds now, not from the statement's snapshot
     SELECT b.id, b.amount_g, b.remaining_g, b.stolen_g FROM energy_balls b
@@ -234,6 +237,10 @@ WITH candidates AS (
     RETURNING b.id, m.amount_g AS grams, b.ref, b.rules_version
 ), total AS (
     SELECT coalesce(sum(grams), 0) AS grams FROM taken
+), told AS (
+    -- the owner's feed: one item per take request, who took how much
+    INSERT INTO feed_items (user_id, type, actor_id, amount_g, at)
+    SELECT :owner, 'collected_from_you', :me, grams, :now FROM total WHERE grams > 0
 ), collector AS (
     UPDATE users SET balance_g = balance_g + total.grams,
                      collected_total_g = collected_total_g + total.grams
@@ -269,6 +276,7 @@ _RIPE_NOW = (
     "(SELECT id FROM energy_balls WHERE user_id = :owner AND ripens_at <= :now "
     "AND expires_at > :now AND expired_at IS NULL AND remaining_g > 0) AS r"
 )
+_STEAL = _STEAL.replace(":allowed", "(SELECT allowed FROM card)")
 STEAL_ALL = text(_STEAL.format(which="TRUE", requested=_RIPE_NOW))
 STEAL_SOME = text(
     _STEAL.format(
@@ -283,11 +291,13 @@ async def take(
     me: uuid.UUID,
     owner: uuid.UUID,
     now: datetime,
-    params: StealParams,
+    rules: Rules,
     ball_ids: list[uuid.UUID] | None,
 ) -> tuple[int, list[TakeOutcome]]:
-    """Take from the owner's ripe balls (all, or the given ones). Returns (my balance, outcomes)."""
-    bind = params.bind(me=me, owner=owner, now=now)
+    """Take from the owner's ripe balls (all, or the given ones), tell the owner, and return
+    (my balance, outcomes) — all in one statement, double-collect card included."""
+    bind = StealParams.of(rules, double_collect_active=False).bind(me=me, owner=owner, now=now)
+    del bind["allowed"]  # the statement reads the card itself
     if ball_ids is None:
         rows = await session.execute(STEAL_ALL, bind)
     else:
@@ -300,12 +310,3 @@ async def take(
         else:
             outcomes.append(TakeOutcome(ball_id, int(grams), status))
     return balance, outcomes
-
-
-async def tell_owner(
-    session: AsyncSession, owner: uuid.UUID, collector: uuid.UUID, grams: int, now: datetime
-) -> None:
-    """One feed item per take request: who took how much."""
-    await add_items(
-        session, [NewItem(owner, COLLECTED_FROM_YOU, now, actor_id=collector, amount_g=grams)]
-    )
