@@ -20,7 +20,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.security import Keys
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
+from app.energy.ledger import expire_all_of
 
 logger = logging.getLogger("canopy.privacy")
 
@@ -151,29 +151,6 @@ async def export(
     return document
 
 
-_EXPIRE_ALL = f"""
-WITH due AS (
-    SELECT id, user_id, remaining_g, ref, rules_version FROM energy_balls
-    WHERE user_id = :u AND remaining_g > 0 AND expired_at IS NULL
-    FOR UPDATE
-), booked AS (
-    UPDATE energy_balls b SET remaining_g = 0, expired_g = due.remaining_g, expired_at = :now
-    FROM due WHERE b.id = due.id
-    RETURNING b.id, b.user_id, due.remaining_g AS grams, due.ref, due.rules_version
-), moves AS MATERIALIZED (
-    SELECT booked.*, gen_random_uuid() AS transfer FROM booked
-), entries AS (
-    INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-    SELECT transfer, 'ball', user_id, id, -grams, NULL::bigint, 'expire', ref, rules_version, :now
-    FROM moves
-    UNION ALL
-    SELECT transfer, 'system:expired', NULL::uuid, NULL::uuid, grams, NULL::bigint, 'expire', ref,
-           rules_version, :now
-    FROM moves
-)
-SELECT coalesce(sum(grams), 0) FROM moves
-"""  # noqa: S608 (only the constant column list is interpolated)
-
 _ERASE: Sequence[str] = (
     "UPDATE auth_sessions SET revoked_at = :now, revoked_reason = 'erased' "
     "WHERE user_id = :u AND revoked_at IS NULL",
@@ -195,8 +172,7 @@ _ERASE: Sequence[str] = (
 
 async def erase(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
     """Erase a person (see the module docstring). Returns how many grams expired with them."""
-    expired = await session.execute(text(_EXPIRE_ALL), {"u": user_id, "now": now})
-    grams = int(expired.scalar_one())
+    grams = await expire_all_of(session, user_id, now)
     for extend in ERASE_EXTENSIONS:
         await extend(session, user_id, now)
     for sql in _ERASE:

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from app.core.errors import ValidationFailed
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -27,3 +31,12 @@ def decode_cursor(cursor: str | None) -> int | None:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "is not a cursor this API issued"}])
+
+
+def split_page(
+    rows: Sequence[T], limit: int, position: Callable[[T], int]
+) -> tuple[list[T], str | None]:
+    """Rows were fetched ``limit + 1`` at a time: the page, and the cursor of the next one
+    (None on the last page)."""
+    page = list(rows[:limit])
+    return page, encode_cursor(position(page[-1])) if len(rows) > limit else None

@@ -15,7 +15,7 @@ from app.core.db import SessionDep
 from app.core.deps import ClockDep, LimiterDep, RegistryDep
 from app.core.errors import NotFound
 from app.core.idempotency import IdempotencyDep
-from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
 from app.energy import forest, ledger, steps
 from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, UserRef, ingest
 from app.energy.repository import EnergyRepository
@@ -98,16 +98,7 @@ async def report_activity(
     await limiter.hit("activities", f"user:{user.id}")
 
     async def produce() -> ActivityResult:
-        events = [(_ref(user), _incoming(item))]
-        outcomes = await ingest(
-            session,
-            source="client",
-            origin=ORIGIN_CLIENT,
-            events=events,
-            registry=registry,
-            now=clock.now(),
-        )
-        return _result(outcomes[0])
+        return (await _user_ingest(session, user, [item], registry, clock.now()))[0]
 
     return await idem.run(owner=f"user:{user.id}", status_code=_single_status, produce=produce)
 
@@ -126,18 +117,29 @@ async def report_activities(
     await limiter.hit("activities", f"user:{user.id}")
 
     async def produce() -> ActivityBatchResult:
-        ref = _ref(user)
-        outcomes = await ingest(
-            session,
-            source="client",
-            origin=ORIGIN_CLIENT,
-            events=[(ref, _incoming(item)) for item in batch.activities],
-            registry=registry,
-            now=clock.now(),
-        )
-        return ActivityBatchResult(results=[_result(o) for o in outcomes])
+        results = await _user_ingest(session, user, batch.activities, registry, clock.now())
+        return ActivityBatchResult(results=results)
 
     return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
+
+
+async def _user_ingest(
+    session: SessionDep,
+    user: User,
+    items: list[ActivityIn],
+    registry: RegistryDep,
+    now: dt.datetime,
+) -> list[ActivityResult]:
+    ref = _ref(user)
+    outcomes = await ingest(
+        session,
+        source="client",
+        origin=ORIGIN_CLIENT,
+        events=[(ref, _incoming(item)) for item in items],
+        registry=registry,
+        now=now,
+    )
+    return [_result(o) for o in outcomes]
 
 
 async def _partner_ingest(
@@ -349,7 +351,7 @@ async def get_ledger(
 ) -> LedgerPage:
     """Your balance entries, newest first, with the balance after each."""
     rows = await ledger.user_entries(session, user.id, decode_cursor(cursor), limit)
-    page = rows[:limit]
+    page, next_cursor = split_page(rows, limit, lambda r: r.id)
     return LedgerPage(
         entries=[
             LedgerEntryOut(
@@ -363,7 +365,7 @@ async def get_ledger(
             )
             for r in page
         ],
-        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+        next_cursor=next_cursor,
     )
 
 

@@ -43,13 +43,11 @@ async def user_entries(
     return [EntryRow(*r) for r in rows]
 
 
-EXPIRE_DUE = text(
-    f"""
+_EXPIRE = f"""
     WITH due AS (
         SELECT id, user_id, remaining_g, ref, rules_version FROM energy_balls
-        WHERE expires_at <= :now AND remaining_g > 0 AND expired_at IS NULL
-        ORDER BY expires_at LIMIT :batch
-        FOR UPDATE SKIP LOCKED
+        WHERE {{which}} AND remaining_g > 0 AND expired_at IS NULL
+        {{order}}
     ), booked AS (
         UPDATE energy_balls b
         SET remaining_g = 0, expired_g = due.remaining_g, expired_at = :now
@@ -67,16 +65,30 @@ EXPIRE_DUE = text(
                ref, rules_version, :now
         FROM moves
     )
-    SELECT count(*) FROM moves
+    SELECT count(*), coalesce(sum(grams), 0) FROM moves
     """  # noqa: S608 (only the constant column list is interpolated)
+# balls past their time, a batch at a time, skipping ones another worker is booking
+EXPIRE_DUE = text(
+    _EXPIRE.format(
+        which="expires_at <= :now", order="ORDER BY expires_at LIMIT :batch FOR UPDATE SKIP LOCKED"
+    )
 )
+# every ball of one user still holding energy, whatever its time (erasure)
+EXPIRE_USER = text(_EXPIRE.format(which="user_id = :user", order="FOR UPDATE"))
 
 
 async def book_expired(session: AsyncSession, now: datetime, batch: int = 5000) -> int:
     """Move what is left in expired balls to ``system:expired`` (worker job). Balls' *state* is
-    derived from time already; this makes the ledger say where the energy went."""
+    derived from time already; this makes the ledger say where the energy went. Returns how
+    many balls were booked."""
     result = await session.execute(EXPIRE_DUE, {"now": now, "batch": batch})
-    return int(result.scalar_one())
+    return int(result.one()[0])
+
+
+async def expire_all_of(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
+    """Expire at once every ball of the user that still holds energy; returns the grams."""
+    result = await session.execute(EXPIRE_USER, {"now": now, "user": user_id})
+    return int(result.one()[1])
 
 
 CHECKS: dict[str, str] = {

@@ -17,7 +17,7 @@ from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound, ValidationFailed
-from app.core.pagination import encode_cursor
+from app.core.pagination import split_page
 from app.game.feed.service import PLANTING_UPDATE, NewItem, add_items
 from app.game.rules.schema import PlantingRules
 from app.planting import webhooks
@@ -135,8 +135,7 @@ async def list_orders(
     rows = await repo.orders(
         partner_id=partner_id, status=status, before_seq=before_seq, limit=limit
     )
-    page = rows[:limit]
-    cursor = encode_cursor(page[-1]["seq"]) if len(rows) > limit else None
+    page, cursor = split_page(rows, limit, lambda r: r["seq"])
     return await _details(repo, page), cursor
 
 

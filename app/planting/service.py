@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import NotFound
 from app.core.ids import parse_id
-from app.core.pagination import encode_cursor
+from app.core.pagination import split_page
 from app.energy.transfers import debit_to_system
 from app.game.rules.registry import RulesRegistry
 from app.planting.catalog import check_redeemable
@@ -135,10 +135,10 @@ async def list_plantings(
     status: str | None = None,
 ) -> PlantingPage:
     rows = await PlantingRepository(session).plantings(user_id, before_seq, limit, status)
-    page = rows[:limit]
+    page, next_cursor = split_page(rows, limit, lambda r: r["seq"])
     return PlantingPage(
         plantings=[planting_out(r) for r in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        next_cursor=next_cursor,
     )
 
 

@@ -38,7 +38,7 @@ from standardwebhooks import Webhook
 from app.config import Settings
 from app.core.db import create_sessionmaker
 from app.core.errors import NotFound
-from app.core.pagination import encode_cursor
+from app.core.pagination import split_page
 from app.core.security import Keys
 from app.partners.schemas import is_private_host
 from app.planting.errors import NotRetryable
@@ -337,10 +337,10 @@ async def list_deliveries(
     limit: int,
 ) -> DeliveryPage:
     rows = await PlantingRepository(session).deliveries(status, partner_id, before_seq, limit)
-    page = rows[:limit]
+    page, next_cursor = split_page(rows, limit, lambda r: r["seq"])
     return DeliveryPage(
         deliveries=[delivery_out(r) for r in page],
-        next_cursor=encode_cursor(page[-1]["seq"]) if len(rows) > limit else None,
+        next_cursor=next_cursor,
     )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query
 
 from app.accounts.dependencies import CurrentUser
 from app.core.db import SessionDep
-from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, encode_cursor
+from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
 from app.game.feed import service
 from app.game.schemas import Actor, FeedItemOut, FeedPage
 
@@ -25,7 +25,7 @@ async def get_feed(
     """What happened to you, newest first: collections from you, waterings, friend requests,
     your trees."""
     rows = await service.read(session, user.id, decode_cursor(cursor), limit)
-    page = rows[:limit]
+    page, next_cursor = split_page(rows, limit, lambda r: r.id)
     return FeedPage(
         items=[
             FeedItemOut(
@@ -39,5 +39,5 @@ async def get_feed(
             )
             for r in page
         ],
-        next_cursor=encode_cursor(page[-1].id) if len(rows) > limit else None,
+        next_cursor=next_cursor,
     )
