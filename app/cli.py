@@ -16,8 +16,8 @@ from app.config import get_settings
 from app.core import migrate as migrations
 from app.core.observability import configure_logging
 from app.core.services import Services, resolve_services
-from app.game.rules.cli import rules_app
 from app.game.simulator.cli import simulate
+from app.rules.cli import rules_app
 
 app = typer.Typer(help="Canopy: personal carbon accounts, Ant Forest style.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
@@ -108,9 +108,9 @@ def worker() -> None:
     from app.core.redis import create_redis
     from app.core.security import Keys
     from app.core.worker import Worker
-    from app.game.rules.hot import RulesWatcher
-    from app.game.rules.registry import load_registry
     from app.jobs import default_jobs
+    from app.rules.hot import RulesWatcher
+    from app.rules.registry import load_registry
 
     settings = get_settings()
     services = _services()

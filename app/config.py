@@ -72,6 +72,12 @@ class Settings(BaseSettings):
     log_format: Literal["json", "text"] = "json"
     db_pool_size: int = Field(default=10, ge=1)
     db_max_overflow: int = Field(default=20, ge=0)
+    hot_pool_size: int = Field(
+        default=10, ge=1, description="asyncpg connections per process for the hot paths"
+    )
+    revocation_poll_seconds: float = Field(
+        default=1.0, ge=0, description="backstop reload of revoked logins (0: notifications only)"
+    )
 
     @field_validator("database_url")
     @classmethod

@@ -11,10 +11,10 @@ from app.accounts.privacy import purge_raw_details
 from app.config import Settings
 from app.core.security import Keys
 from app.core.worker import Job, housekeeping_jobs
-from app.energy.ledger import book_expired
 from app.energy.steps import mint_due_step_days
-from app.game.rules.registry import RulesRegistry
+from app.ledger.entries import book_expired
 from app.planting.jobs import planting_jobs
+from app.rules.registry import RulesRegistry
 
 
 def default_jobs(

@@ -11,10 +11,11 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI
 
 from app.accounts.endpoints import auth_router, me_router
+from app.accounts.revocations import Revocations
 from app.config import Settings, get_settings
 from app.core.bodylimit import BodyLimitMiddleware
 from app.core.clock import Clock, SystemClock
-from app.core.db import create_engine, create_sessionmaker
+from app.core.db import create_engine, create_sessionmaker, plain_dsn
 from app.core.errors import install_error_handlers
 from app.core.observability import MetricsMiddleware, RequestIdMiddleware, configure_logging
 from app.core.ops import router as ops_router
@@ -22,6 +23,7 @@ from app.core.ratelimit import RateLimiter
 from app.core.redis import create_redis
 from app.core.security import Keys, configure_password_hashing
 from app.core.services import resolve_services
+from app.core.sql import Pg
 from app.core.worker import Worker
 from app.energy.endpoints import admin_router as energy_admin_router
 from app.energy.endpoints import partner_router as energy_partner_router
@@ -32,16 +34,16 @@ from app.game.leaderboards.endpoints import router as leaderboards_router
 from app.game.leaderboards.service import Pending
 from app.game.props.endpoints import admin_router as props_admin_router
 from app.game.props.endpoints import router as props_router
-from app.game.rules.endpoints import router as rules_admin_router
-from app.game.rules.hot import RulesWatcher
-from app.game.rules.loader import load_rules
-from app.game.rules.registry import load_registry, publish_at_startup
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
 from app.planting.endpoints import admin_router as planting_admin_router
 from app.planting.endpoints import partner_router as planting_partner_router
 from app.planting.endpoints import router as planting_router
+from app.rules.endpoints import router as rules_admin_router
+from app.rules.hot import RulesWatcher
+from app.rules.loader import load_rules
+from app.rules.registry import load_registry, publish_at_startup
 
 logger = logging.getLogger("canopy")
 
@@ -61,6 +63,8 @@ def create_app(
         redis = create_redis(services.redis_url)
         rules = load_rules(settings.rules)
         sessionmaker = create_sessionmaker(engine)
+        dsn = plain_dsn(services.database_url)
+        pg = await Pg.connect(dsn, min_size=1, max_size=settings.hot_pool_size)
         async with sessionmaker() as session, session.begin():
             await publish_at_startup(session, rules, clock.now())
             registry = await load_registry(session)
@@ -68,6 +72,12 @@ def create_app(
         app.state.clock = clock
         app.state.keys = Keys.from_settings(settings)
         app.state.engine = engine
+        app.state.pg = pg
+        revocations = Revocations(
+            dsn, clock, settings.access_token_ttl, poll_seconds=settings.revocation_poll_seconds
+        )
+        await revocations.start()
+        app.state.revocations = revocations
         app.state.sessionmaker = sessionmaker
         app.state.redis = redis
         app.state.rules_registry = registry
@@ -103,6 +113,8 @@ def create_app(
                 worker.stop()
                 await worker_task
             await watcher.stop()
+            await revocations.stop()
+            await pg.close()
             await redis.aclose()
             await engine.dispose()
             await asyncio.to_thread(services.stop_embedded)

@@ -6,7 +6,6 @@ from app.core.models import metadata
 from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
 from app.game.feed.models import FeedItem
 from app.game.models import BallSteal, Block, FriendRequest, Friendship, Prop, WateringDay
-from app.game.rules.models import RulesVersion
 from app.partners.models import Partner
 from app.planting.models import (
     CatalogItem,
@@ -17,6 +16,7 @@ from app.planting.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from app.rules.models import RulesVersion
 
 __all__ = [
     "Activity",

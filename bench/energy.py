@@ -47,7 +47,7 @@ from app.config import normalize_database_url
 from app.core.embedded import ensure_postgres, ensure_redis
 from app.core.security import JWT_ALGORITHM, JWT_AUDIENCE
 from app.energy.forest import COLLECT_ALL
-from app.game.rules.schema import Rules
+from app.rules.schema import Rules
 from bench.common import exec_sql, p50_p99, plain_dsn, to_ms
 
 DURATION = float(os.environ.get("BENCH_SECONDS", "10"))

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -30,9 +31,10 @@ from app.config import Settings, normalize_database_url
 from app.core import migrate
 from app.core.clock import FrozenClock
 from app.core.embedded import EmbeddedServer, ensure_postgres, ensure_redis
-from app.game.rules.schema import LimitsRules
 from app.main import create_app
 from app.models import metadata
+from app.rules.schema import LimitsRules
+from tests.roundtrips import Meter, proxied
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_TOKEN = "test-admin-token-0123456789"
@@ -169,6 +171,36 @@ async def app(
             **{name: GENEROUS_LIMIT for name in LimitsRules.model_fields},
         )
         yield application
+
+
+@pytest.fixture
+async def metered(
+    settings: Settings, clock: FrozenClock, test_servers: TestServers
+) -> AsyncIterator[tuple[FastAPI, Meter]]:
+    """An app whose PostgreSQL and Redis traffic goes through round-trip counting proxies, with
+    one hot connection (so a warmed-up statement is always prepared on it) and no background
+    polls (so what the proxies count is the request's own traffic)."""
+    await _clean(test_servers)
+    db = make_url(test_servers.database_url)
+    rd = urlsplit(test_servers.redis_url)
+    async with (
+        proxied(db.host or "127.0.0.1", db.port or 5432) as pg,
+        proxied(rd.hostname or "127.0.0.1", rd.port or 6379) as redis,
+    ):
+        counted = settings.model_copy(
+            update={
+                "database_url": db.set(host="127.0.0.1", port=pg.port).render_as_string(
+                    hide_password=False
+                ),
+                "redis_url": rd._replace(netloc=f"127.0.0.1:{redis.port}").geturl(),
+                "hot_pool_size": 1,
+                "revocation_poll_seconds": 0,
+            }
+        )
+        application = create_app(counted, clock=clock, run_worker=False)
+        async with LifespanManager(application):
+            set_limits(application, **{name: GENEROUS_LIMIT for name in LimitsRules.model_fields})
+            yield application, Meter(pg, redis)
 
 
 @pytest.fixture

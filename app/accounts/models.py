@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, String
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, String, text
 from sqlalchemy.dialects.postgresql import UUID
 from sqlmodel import Field, SQLModel
 
@@ -39,6 +39,14 @@ class AuthSession(SQLModel, table=True):
     """One login: the family of refresh tokens that descend from one sign-in."""
 
     __tablename__ = "auth_sessions"
+    # every process reloads the logins revoked within the access-token lifetime each second
+    __table_args__ = (
+        Index(
+            "ix_auth_sessions_revoked_at",
+            "revoked_at",
+            postgresql_where=text("revoked_at IS NOT NULL"),
+        ),
+    )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
     user_id: uuid.UUID = Field(

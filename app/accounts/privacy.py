@@ -19,8 +19,9 @@ import orjson
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.accounts.revocations import note_revoked
 from app.core.security import Keys
-from app.energy.ledger import expire_all_of
+from app.ledger.entries import expire_all_of
 
 logger = logging.getLogger("canopy.privacy")
 
@@ -151,9 +152,11 @@ async def export(
     return document
 
 
-_ERASE: Sequence[str] = (
+_END_LOGINS = text(
     "UPDATE auth_sessions SET revoked_at = :now, revoked_reason = 'erased' "
-    "WHERE user_id = :u AND revoked_at IS NULL",
+    "WHERE user_id = :u AND revoked_at IS NULL RETURNING id"
+)
+_ERASE: Sequence[str] = (
     "DELETE FROM refresh_tokens WHERE session_id IN "
     "(SELECT id FROM auth_sessions WHERE user_id = :u)",
     "DELETE FROM friendships WHERE user_id = :u OR friend_id = :u",
@@ -175,6 +178,8 @@ async def erase(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int
     grams = await expire_all_of(session, user_id, now)
     for extend in ERASE_EXTENSIONS:
         await extend(session, user_id, now)
+    ended = await session.execute(_END_LOGINS, {"u": user_id, "now": now})
+    note_revoked(row.id for row in ended)
     for sql in _ERASE:
         await session.execute(text(sql), {"u": user_id, "now": now, "erased_tz": ERASED_TIMEZONE})
     logger.info("account erased", extra={"expired_g": grams})

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.accounts.models import AuthSession, RefreshToken, User
+from app.accounts.revocations import note_revoked
 from app.core.models import table_of
 
 
@@ -108,6 +109,7 @@ class AccountsRepository:
             .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
             .values(revoked_at=now, revoked_reason=reason)
         )
+        note_revoked([session_id])
 
     async def update_user(self, user_id: uuid.UUID, now: datetime, **values: Any) -> User:
         stmt = (

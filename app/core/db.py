@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -19,6 +20,11 @@ from sqlalchemy.ext.asyncio import (
 
 from app.config import Settings
 from app.core.errors import CanopyError
+
+
+def plain_dsn(database_url: str) -> str:
+    """The libpq-style DSN of a ``postgresql+asyncpg://`` URL, for asyncpg itself."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 def create_engine(database_url: str, settings: Settings) -> AsyncEngine:

@@ -13,7 +13,7 @@ from app.core.ratelimit import RateLimiter
 from app.core.security import Keys
 
 if TYPE_CHECKING:
-    from app.game.rules.registry import ActiveRules, RulesRegistry
+    from app.rules.registry import ActiveRules, RulesRegistry
 
 
 async def get_settings_dep(request: Request) -> Settings:

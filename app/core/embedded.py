@@ -351,7 +351,7 @@ def _quote_ident(name: str) -> str:
 
 async def _pg_prepare_database(socket_dir: Path, port: int, database: str) -> str:
     """Create ``database`` unless it exists; return the server's version ("18.6")."""
-    import asyncpg  # type: ignore[import-untyped]
+    import asyncpg
 
     conn = await asyncpg.connect(
         host=str(socket_dir),

@@ -16,8 +16,9 @@ from app.core.deps import ClockDep, LimiterDep, RegistryDep
 from app.core.errors import NotFound
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
-from app.energy import forest, ledger, steps
-from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, UserRef, ingest
+from app.core.users import UserRef
+from app.energy import forest, steps
+from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, ingest
 from app.energy.repository import EnergyRepository
 from app.energy.schemas import (
     ActivityBatchIn,
@@ -42,6 +43,7 @@ from app.energy.schemas import (
 )
 from app.game.leaderboards.service import record_in_background
 from app.game.props import service as props
+from app.ledger import entries as ledger
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope

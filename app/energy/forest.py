@@ -11,7 +11,7 @@ from typing import Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
+from app.ledger.entries import INSERT_ENTRY_COLUMNS
 
 BallState = Literal["growing", "ripe", "collected", "expired"]
 

@@ -15,21 +15,15 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.users import UserRef
 from app.energy.periods import ball_times, local_date, month_start
 from app.energy.repository import CapKey, Counter, EnergyRepository, mint_entries
-from app.game.rules.registry import ActiveRules, RulesRegistry
-from app.game.rules.schema import ActivityRules
+from app.rules.registry import ActiveRules, RulesRegistry
+from app.rules.schema import ActivityRules
 
 Status = Literal["minted", "capped", "duplicate", "rejected"]
 ORIGIN_CLIENT = "client"
 ORIGIN_PARTNER = "partner"
-
-
-@dataclass(frozen=True)
-class UserRef:
-    id: uuid.UUID
-    timezone: str
-    region: str | None
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Unprocessable
-from app.energy.ingest import ORIGIN_CLIENT, Incoming, UserRef, ingest
+from app.core.users import UserRef
+from app.energy.ingest import ORIGIN_CLIENT, Incoming, ingest
 from app.energy.periods import local_date, local_midnight
-from app.game.rules.registry import RulesRegistry
+from app.rules.registry import RulesRegistry
 
 STEPS_SOURCE = "steps"
 WALKING = "walking"

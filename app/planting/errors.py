@@ -5,7 +5,7 @@ from __future__ import annotations
 from app.core.errors import Conflict, Unprocessable
 
 # re-exported: redeeming energy that is not there is the ledger's own refusal
-from app.energy.transfers import InsufficientEnergy
+from app.ledger.transfers import InsufficientEnergy
 
 
 class SoldOut(Conflict):

@@ -9,9 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 from app.config import Settings
 from app.core.security import Keys
 from app.core.worker import Job
-from app.game.rules.registry import RulesRegistry
 from app.planting.orders import cut_orders
 from app.planting.webhooks import deliver_due
+from app.rules.registry import RulesRegistry
 
 
 def planting_jobs(

@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import NotFound, ValidationFailed
 from app.core.pagination import split_page
 from app.game.feed.service import PLANTING_UPDATE, NewItem, add_items
-from app.game.rules.schema import PlantingRules
 from app.planting import webhooks
 from app.planting.errors import OrderCancelled, OrderNotCancellable, OrderNotPlanted, OverReported
 from app.planting.repository import PlantingRepository
@@ -36,6 +35,7 @@ from app.planting.schemas import (
     ReportOut,
 )
 from app.planting.service import planting_ref
+from app.rules.schema import PlantingRules
 
 # a report may be dated at most this far ahead of the server's UTC date (partners' time zones)
 PLANTED_ON_SKEW = timedelta(days=1)

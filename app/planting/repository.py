@@ -16,7 +16,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import table_of
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
+from app.ledger.entries import INSERT_ENTRY_COLUMNS
 from app.planting.models import CatalogItem, OrderReport
 
 # --- shared SELECT lists ---------------------------------------------------------------------

@@ -11,8 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from app.core.errors import NotFound
 from app.core.ids import parse_id
 from app.core.pagination import split_page
-from app.energy.transfers import debit_to_system
-from app.game.rules.registry import RulesRegistry
+from app.ledger.transfers import debit_to_system
 from app.planting.catalog import check_redeemable
 from app.planting.certificates import CertificateData
 from app.planting.errors import SoldOut
@@ -27,6 +26,7 @@ from app.planting.schemas import (
     PlantingOut,
     PlantingPage,
 )
+from app.rules.registry import RulesRegistry
 
 BURNED_ACCOUNT = "system:burned"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from app.game.rules.cli import rules_app
-from app.game.rules.loader import default_rules_path, load_rules
+from app.rules.cli import rules_app
+from app.rules.loader import default_rules_path, load_rules
 
 runner = CliRunner()
 

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from app.config import Settings
 from app.core.clock import FrozenClock
-from app.game.rules.cli import rules_app
-from app.game.rules.loader import default_rules_path
 from app.main import create_app
+from app.rules.cli import rules_app
+from app.rules.loader import default_rules_path
 from tests.helpers import assert_problem, register
 
 DEFAULT = default_rules_path().read_text(encoding="utf-8")
@@ -209,8 +209,8 @@ class TestHotPublishing:
     async def test_the_poll_catches_a_missed_message(
         self, app: FastAPI, settings: Settings, clock: FrozenClock
     ) -> None:
-        from app.game.rules.loader import LoadedRules, parse_rules_text, rules_sha256
-        from app.game.rules.registry import publish
+        from app.rules.loader import LoadedRules, parse_rules_text, rules_sha256
+        from app.rules.registry import publish
 
         other = create_app(
             settings.model_copy(update={"rules_refresh_seconds": 0.2}),

@@ -11,9 +11,9 @@ from sqlalchemy import text
 
 from app.config import Settings
 from app.core.clock import FrozenClock
-from app.game.rules.loader import LoadedRules, load_rules, parse_rules_text, rules_sha256
-from app.game.rules.registry import load_registry, publish
 from app.main import create_app
+from app.rules.loader import LoadedRules, load_rules, parse_rules_text, rules_sha256
+from app.rules.registry import load_registry, publish
 from tests.helpers import register
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from app.game.rules.loader import (
+from app.rules.loader import (
     LoadedRules,
     RuleIssue,
     RulesInvalid,
@@ -18,7 +18,7 @@ from app.game.rules.loader import (
     parse_rules_text,
     validate_rules_text,
 )
-from app.game.rules.schema import ActivityRules, Rules
+from app.rules.schema import ActivityRules, Rules
 
 MINIMAL = 'version = "test"\n'
 

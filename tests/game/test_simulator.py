@@ -15,12 +15,10 @@ from zoneinfo import ZoneInfo
 import pytest
 from typer.testing import CliRunner
 
-from app.energy.ingest import Incoming, Outcome, UserRef, apply_caps, evaluate
+from app.core.users import UserRef
+from app.energy.ingest import Incoming, Outcome, apply_caps, evaluate
 from app.energy.periods import local_midnight
 from app.energy.repository import CapKey, Counter
-from app.game.rules.loader import default_rules_path, load_rules
-from app.game.rules.registry import BEGINNING, ActiveRules, RulesRegistry
-from app.game.rules.schema import Rules
 from app.game.simulator import (
     SimulationConfig,
     guardrail_check,
@@ -36,6 +34,9 @@ from app.game.simulator.personas import (
     parse_personas,
 )
 from app.game.simulator.report import build_report, median_days
+from app.rules.loader import default_rules_path, load_rules
+from app.rules.registry import BEGINNING, ActiveRules, RulesRegistry
+from app.rules.schema import Rules
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 START = date(2026, 3, 30)  # Monday; the month turns on day 3 (monthly caps start over)

@@ -10,10 +10,10 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from app.core.clock import FrozenClock
-from app.game.rules.loader import load_rules
 from app.game.simulator import SimulationConfig, simulate
 from app.game.simulator.personas import parse_personas
 from app.game.simulator.report import build_report
+from app.rules.loader import load_rules
 from tests.helpers import register
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

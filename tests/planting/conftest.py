@@ -13,7 +13,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.game.rules.schema import PlantingRules
+from app.rules.schema import PlantingRules
 from tests.helpers import Player
 
 SAXAUL = {

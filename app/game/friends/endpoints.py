@@ -13,8 +13,8 @@ from app.core.deps import ClockDep, LimiterDep, RegistryDep, RulesDep
 from app.core.errors import Forbidden
 from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
+from app.core.users import UserRef
 from app.energy import steps
-from app.energy.ingest import UserRef
 from app.energy.schemas import CollectResult, ForestUser, Trees
 from app.game.friends import service
 from app.game.friends.repository import FriendsRepository

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.energy.ingest import UserRef
+from app.core.users import UserRef
 
 
 @dataclass(frozen=True)

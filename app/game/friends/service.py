@@ -11,7 +11,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, Forbidden, NotFound, Unprocessable
-from app.energy.ingest import UserRef
+from app.core.users import UserRef
 from app.game.feed.service import FRIEND_ACCEPTED, FRIEND_REQUEST, NewItem, add_items
 from app.game.friends.repository import FriendsRepository, RequestRow
 from app.game.friends.schemas import FriendRequestOut, PersonRef

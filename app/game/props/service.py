@@ -10,8 +10,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, NotFound
-from app.energy.transfers import debit_to_system
-from app.game.rules.registry import ActiveRules
+from app.ledger.transfers import debit_to_system
+from app.rules.registry import ActiveRules
 
 SHIELD = "shield"
 DOUBLE_COLLECT = "double_collect"

@@ -18,11 +18,11 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-from app.game.rules.loader import FILE_LOC, LoadedRules, RuleIssue, RulesInvalid, load_rules
 from app.game.simulator.engine import DEFAULT_START, SimulationConfig, SimulationResult
 from app.game.simulator.engine import simulate as run_simulation
 from app.game.simulator.personas import PersonasInvalid, PersonaSpec, load_personas
 from app.game.simulator.report import build_report, print_report, write_report
+from app.rules.loader import FILE_LOC, LoadedRules, RuleIssue, RulesInvalid, load_rules
 
 # Runs this long (players times days) get a progress bar.
 _LONG_RUN = 100_000

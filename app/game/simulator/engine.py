@@ -46,13 +46,11 @@ from pathlib import Path
 from typing import Any, NamedTuple
 from uuid import UUID, uuid5
 
+from app.core.users import UserRef
 from app.energy.ingest import Incoming as _Incoming
-from app.energy.ingest import Outcome, Pending, UserRef, apply_caps, ball_row, evaluate
+from app.energy.ingest import Outcome, Pending, apply_caps, ball_row, evaluate
 from app.energy.periods import local_midnight, zone
 from app.energy.repository import CapKey, Counter
-from app.game.rules.loader import LoadedRules, load_rules
-from app.game.rules.registry import BEGINNING, ActiveRules, RulesRegistry
-from app.game.rules.schema import Rules
 from app.game.simulator.personas import (
     STEP_GRANULARITY,
     ActivitySpec,
@@ -61,6 +59,9 @@ from app.game.simulator.personas import (
     default_personas,
 )
 from app.game.stealing.service import one_take_g, take_size
+from app.rules.loader import LoadedRules, load_rules
+from app.rules.registry import BEGINNING, ActiveRules, RulesRegistry
+from app.rules.schema import Rules
 
 #: What planting a saxaul costs (Ant Forest): "days to the first saxaul" is the first day a
 #: player's collected balance reaches this, and they plant it at once.

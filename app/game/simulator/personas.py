@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
 
-from app.game.rules.loader import FILE_LOC, RuleIssue, format_loc
-from app.game.rules.schema import NAME_PATTERN, LocalTime, Name
+from app.rules.loader import FILE_LOC, RuleIssue, format_loc
+from app.rules.schema import NAME_PATTERN, LocalTime, Name
 
 #: Step totals are simulated in multiples of this many steps (≈ 1.65 g of walking energy), so that
 #: players with the same day share one evaluation of the rules.

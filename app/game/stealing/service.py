@@ -21,8 +21,8 @@ from typing import Any, Literal
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
-from app.game.rules.schema import Rules
+from app.ledger.entries import INSERT_ENTRY_COLUMNS
+from app.rules.schema import Rules
 
 ViewerStatus = Literal[
     "available", "waiting", "insufficient", "collected_by_you", "protected", "expired"

@@ -9,11 +9,11 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict, ValidationFailed
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
 from app.energy.periods import local_date
-from app.energy.transfers import InsufficientEnergy
 from app.game.feed.service import WATERED_YOU, NewItem, add_items
-from app.game.rules.registry import ActiveRules
+from app.ledger.entries import INSERT_ENTRY_COLUMNS
+from app.ledger.transfers import InsufficientEnergy
+from app.rules.registry import ActiveRules
 
 
 class DailyLimitReached(Conflict):

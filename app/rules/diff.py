@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.game.rules.schema import ActivityRules, Rules
+from app.rules.schema import ActivityRules, Rules
 
 _UNITLESS_SHARES = {"max_share", "owner_floor"}
 

@@ -15,8 +15,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 import app
-from app.game.rules import schema
-from app.game.rules.schema import ENERGY_SPEC_ERROR, Rules, energy_spec_problems
+from app.rules import schema
+from app.rules.schema import ENERGY_SPEC_ERROR, Rules, energy_spec_problems
 
 FILE_LOC = "(file)"
 

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from app.game.rules.diff import describe_changes
-from app.game.rules.loader import (
+from app.rules.diff import describe_changes
+from app.rules.loader import (
     FILE_LOC,
     LoadedRules,
     RuleIssue,
@@ -20,7 +20,7 @@ from app.game.rules.loader import (
     load_rules,
     rules_warnings,
 )
-from app.game.rules.schema import ActivityRules, EnergyFactor
+from app.rules.schema import ActivityRules, EnergyFactor
 
 rules_app = typer.Typer(
     help="Check, compare and publish game rules files (TOML).", no_args_is_help=True
@@ -148,9 +148,9 @@ def publish_cmd(
     from app.core.errors import CanopyError
     from app.core.redis import create_redis
     from app.core.services import resolve_services
-    from app.game.rules.hot import announce
-    from app.game.rules.registry import load_registry
-    from app.game.rules.service import publish_text
+    from app.rules.hot import announce
+    from app.rules.registry import load_registry
+    from app.rules.service import publish_text
 
     if effective_from is not None and effective_from.tzinfo is None:
         typer.echo("--effective-from needs an offset, e.g. 2026-12-01T07:00:00+08:00", err=True)

@@ -11,10 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.core.errors import Unprocessable, ValidationFailed
-from app.game.rules.loader import LoadedRules, RulesInvalid, parse_rules_text, rules_sha256
-from app.game.rules.models import RulesVersion
-from app.game.rules.registry import RulesRegistry, publish
-from app.game.rules.schema import Rules
+from app.rules.loader import LoadedRules, RulesInvalid, parse_rules_text, rules_sha256
+from app.rules.models import RulesVersion
+from app.rules.registry import RulesRegistry, publish
+from app.rules.schema import Rules
 
 # clocks differ a little between a designer's laptop and the servers
 PAST_TOLERANCE = timedelta(minutes=1)

@@ -15,9 +15,9 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
-from app.game.rules.loader import LoadedRules, parse_rules_text
-from app.game.rules.models import RulesVersion
-from app.game.rules.schema import Rules
+from app.rules.loader import LoadedRules, parse_rules_text
+from app.rules.models import RulesVersion
+from app.rules.schema import Rules
 
 
 @dataclass(frozen=True)

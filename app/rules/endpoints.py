@@ -13,11 +13,11 @@ from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, RegistryDep
 from app.core.errors import NotFound, UnsupportedMediaType
-from app.game.rules import service
-from app.game.rules.hot import announce
-from app.game.rules.loader import validate_rules_text
-from app.game.rules.models import RulesVersion
-from app.game.rules.registry import load_registry
+from app.rules import service
+from app.rules.hot import announce
+from app.rules.loader import validate_rules_text
+from app.rules.models import RulesVersion
+from app.rules.registry import load_registry
 
 router = APIRouter(prefix="/admin/v1/rules", tags=["admin"], dependencies=[AdminDep])
 

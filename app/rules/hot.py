@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.game.rules.registry import RulesRegistry, load_registry
+from app.rules.registry import RulesRegistry, load_registry
 
 logger = logging.getLogger("canopy.rules")
 

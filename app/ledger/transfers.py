@@ -12,7 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.errors import Conflict
-from app.energy.ledger import INSERT_ENTRY_COLUMNS
+from app.ledger.booking import Side, book, user
 
 
 class InsufficientEnergy(Conflict):
@@ -25,18 +25,19 @@ _DEBIT_TO_SYSTEM = text(
         UPDATE users SET balance_g = balance_g - :amount
         WHERE id = :user AND balance_g >= :amount
         RETURNING balance_g
-    ), entries AS (
-        INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-        SELECT CAST(:transfer AS uuid), 'user', CAST(:user AS uuid), NULL::uuid,
-               -CAST(:amount AS bigint), balance_g, CAST(:reason AS text), CAST(:ref AS text),
-               CAST(:version AS int), CAST(:now AS timestamptz) FROM payer
-        UNION ALL
-        SELECT CAST(:transfer AS uuid), CAST(:account AS text), NULL::uuid, NULL::uuid,
-               CAST(:amount AS bigint), NULL::bigint, CAST(:reason AS text), CAST(:ref AS text),
-               CAST(:version AS int), CAST(:now AS timestamptz) FROM payer
-    )
+    ), entries AS ({
+        book(
+            "payer",
+            amount=":amount",
+            debit=user(":user", balance_after="payer.balance_g"),
+            credit=Side(":account"),
+            reason=":reason",
+            ref=":ref",
+            rules_version=":version",
+        )
+    })
     SELECT balance_g FROM payer
-    """  # noqa: S608 (only the constant column list is interpolated)
+    """  # noqa: S608 (composed from this package's constant fragments)
 )
 
 
@@ -59,7 +60,6 @@ async def debit_to_system(
             {
                 "user": user_id,
                 "amount": amount_g,
-                "transfer": uuid.uuid4(),
                 "account": account,
                 "reason": reason,
                 "ref": ref,
