@@ -45,6 +45,7 @@ class RulesWatcher:
         self.redis = redis
         self.interval = interval
         self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
 
     def _fingerprint(self, registry: RulesRegistry) -> list[tuple[int, object]]:
         return [(v.version, v.effective_from) for v in registry.versions]
@@ -80,29 +81,45 @@ class RulesWatcher:
                 logger.warning("rules poll failed", exc_info=True)
 
     async def _listen(self) -> None:
-        while True:
+        while not self._stopping:
+            pubsub = self.redis.pubsub()
             try:
-                pubsub = self.redis.pubsub()
                 await pubsub.subscribe(CHANNEL)
-                async for message in pubsub.listen():
-                    if message.get("type") == "message":
+                # get_message with a timeout rather than listen(): redis-py can swallow a
+                # cancellation inside listen(), which would hold up shutdown
+                while not self._stopping:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+                    if message is not None and message.get("type") == "message":
                         await self.reload()
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self._stopping:  # redis-py may turn our cancellation into a ConnectionError
+                    return
                 logger.warning("rules channel lost; retrying", exc_info=True)
                 await asyncio.sleep(min(self.interval, 5.0))
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
 
     def start(self) -> None:
+        self._stopping = False
         self._tasks = [
             asyncio.create_task(self._listen(), name="rules-listen"),
             asyncio.create_task(self._poll(), name="rules-poll"),
         ]
 
     async def stop(self) -> None:
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if self._tasks:
+            # redis-py can swallow a cancellation that lands while it is still connecting the
+            # subscriber; don't let that hold the whole shutdown
+            done, pending = await asyncio.wait(self._tasks, timeout=2)
+            for task in pending:
+                logger.warning("rules watcher task %s did not stop", task.get_name())
+            for task in done:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    task.result()
         self._tasks = []
