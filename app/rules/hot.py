@@ -100,7 +100,7 @@ class RulesWatcher:
                 await asyncio.sleep(min(self.interval, 5.0))
             finally:
                 with contextlib.suppress(Exception):
-                    await pubsub.aclose()
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     def start(self) -> None:
         self._stopping = False

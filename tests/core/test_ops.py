@@ -12,6 +12,22 @@ class TestHealth:
         response = await client.get("/healthz")
         assert response.status_code == 200 and response.json() == {"status": "ok"}
 
+    async def test_healthz_is_answered_at_the_edge_yet_counted_and_documented(
+        self, client: httpx.AsyncClient
+    ) -> None:
+        for _ in range(3):
+            assert (await client.get("/healthz")).status_code == 200
+        head = await client.head("/healthz")
+        assert head.status_code == 200 and head.content == b""
+        text = (await client.get("/metrics")).text
+        line = next(
+            x
+            for x in text.splitlines()
+            if x.startswith('canopy_http_requests_total{method="GET",route="/healthz",status="200"}')
+        )
+        assert float(line.split()[-1]) >= 3
+        assert "/healthz" in (await client.get("/openapi.json")).json()["paths"]
+
     async def test_readyz_when_everything_answers(self, client: httpx.AsyncClient) -> None:
         response = await client.get("/readyz")
         assert response.status_code == 200
