@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated
 
@@ -11,14 +12,17 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response
 
 from app.accounts import privacy, service
-from app.accounts.dependencies import CurrentUser
+from app.accounts.dependencies import CurrentPrincipal, CurrentUser
+from app.accounts.repository import ME
 from app.accounts.schemas import AuthResult, MePatch, RefreshIn, RegisterIn, TokenIn, UserPublic
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, LimiterDep, RulesDep, SettingsDep
-from app.core.errors import Forbidden
+from app.core.errors import Forbidden, Unauthorized
 from app.core.idempotency import IdempotencyDep
 from app.core.ratelimit import client_address, limit_by_address
+from app.core.responses import json_response
 from app.core.security import verify_password
+from app.core.sql import PgDep
 from app.game.leaderboards.service import forget_on_boards
 
 auth_router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -68,8 +72,12 @@ async def refresh(payload: RefreshIn, session: SessionDep, ctx: AuthCtx) -> Auth
 
 
 @me_router.get("", response_model=UserPublic)
-async def get_me(user: CurrentUser) -> UserPublic:
-    return service.user_public(user)
+async def get_me(principal: CurrentPrincipal, pg: PgDep) -> Response:
+    """Your account and balances: one statement, rendered from the row."""
+    me = await pg.fetch_one(ME, user=principal.id)
+    if me is None:
+        raise Unauthorized("This login has ended; sign in again")
+    return json_response(asdict(me))
 
 
 @me_router.patch("", response_model=UserPublic)

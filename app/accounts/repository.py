@@ -15,6 +15,7 @@ from sqlmodel import col
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.accounts.revocations import note_revoked
 from app.core.models import table_of
+from app.core.sql import Statement
 
 
 @dataclass(frozen=True)
@@ -121,3 +122,24 @@ class AccountsRepository:
         )
         user = (await self.session.execute(stmt)).scalars().one()
         return user
+
+
+@dataclass(frozen=True, slots=True)
+class MeRow:
+    id: uuid.UUID
+    handle: str
+    display_name: str | None
+    timezone: str
+    region: str | None
+    balance_g: int
+    collected_total_g: int
+    co2e_avoided_g: int
+    created_at: datetime
+
+
+# the caller's own row; a live login implies a live (not erased) user, checked anyway
+ME = Statement(
+    "SELECT id, handle, display_name, timezone, region, balance_g, collected_total_g, "
+    "co2e_avoided_g, created_at FROM users WHERE id = :user AND erased_at IS NULL",
+    row=MeRow,
+)

@@ -8,7 +8,7 @@ import hmac
 import logging
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -90,12 +90,16 @@ def load_or_create_secret(data_dir: Path, name: str) -> str:
     return value
 
 
+_VERIFIED_MAX = 100_000
+
+
 @dataclass(frozen=True)
 class Keys:
     """The process's signing and encryption keys."""
 
     jwt_secret: str
     fernet: Fernet
+    _verified: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
@@ -136,7 +140,23 @@ class Keys:
         return jwt.encode(claims, self.jwt_secret, algorithm=JWT_ALGORITHM)
 
     def decode_access_token(self, token: str, *, now: datetime) -> dict[str, Any] | None:
-        """The claims of a valid, unexpired access token, else None."""
+        """The claims of a valid, unexpired access token, else None. A token whose signature was
+        verified once is remembered (by its exact text), so a busy client costs one HMAC per
+        token rather than one per request; expiry is still checked on every call."""
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if claims is None:
+                return None
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()  # crude but bounded; tokens live 15 minutes anyway
+            self._verified[token] = claims
+        # expiry against the injectable clock, so tests can move time
+        if int(claims["exp"]) <= int(now.timestamp()):
+            return None
+        return claims
+
+    def _verify(self, token: str) -> dict[str, Any] | None:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
@@ -150,8 +170,5 @@ class Keys:
                 },
             )
         except jwt.PyJWTError:
-            return None
-        # expiry against the injectable clock, so tests can move time
-        if int(claims["exp"]) <= int(now.timestamp()):
             return None
         return claims

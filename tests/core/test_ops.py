@@ -23,7 +23,9 @@ class TestHealth:
         line = next(
             x
             for x in text.splitlines()
-            if x.startswith('canopy_http_requests_total{method="GET",route="/healthz",status="200"}')
+            if x.startswith(
+                'canopy_http_requests_total{method="GET",route="/healthz",status="200"}'
+            )
         )
         assert float(line.split()[-1]) >= 3
         assert "/healthz" in (await client.get("/openapi.json")).json()["paths"]
