@@ -42,7 +42,10 @@ def _services() -> Services:
 def serve(
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
+    workers: Annotated[
+        int | None,
+        typer.Option(min=1, help="uvicorn worker processes [default: the number of cores]"),
+    ] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip alembic upgrade")] = False,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="no background jobs in this process")
@@ -50,6 +53,7 @@ def serve(
 ) -> None:
     """Run the API (migrating first), on the configured or the embedded PostgreSQL and Redis."""
     settings = get_settings()
+    workers = workers or os.cpu_count() or 1
     if settings.database_url and settings.jwt_secret is None:
         logger.warning(
             "CANOPY_JWT_SECRET is unset: using the secret kept in %s; set it when running more "

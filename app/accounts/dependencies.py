@@ -17,7 +17,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.accounts.models import User
 from app.accounts.repository import AccountsRepository
 from app.core.db import SessionDep
-from app.core.deps import ClockDep, KeysDep, bearer_token
+from app.core.deps import bearer_token
 from app.core.errors import Unauthorized
 
 user_bearer = HTTPBearer(
@@ -36,12 +36,12 @@ class Principal:
 
 async def current_principal(
     request: Request,
-    keys: KeysDep,
-    clock: ClockDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(user_bearer)],
 ) -> Principal:
+    # keys and clock straight from app.state: every sub-dependency costs each hot request
+    state = request.app.state
     token = bearer_token(credentials)
-    claims = keys.decode_access_token(token, now=clock.now()) if token else None
+    claims = state.keys.decode_access_token(token, now=state.clock.now()) if token else None
     if claims is None:
         raise Unauthorized("A valid access token is required")
     try:
@@ -50,7 +50,7 @@ async def current_principal(
         )
     except (ValueError, TypeError, AttributeError):
         raise Unauthorized("A valid access token is required") from None
-    if request.app.state.revocations.is_revoked(principal.session_id):
+    if state.revocations.is_revoked(principal.session_id):
         raise Unauthorized("This login has ended; sign in again")
     request.state.token_issued_at = principal.issued_at
     return principal

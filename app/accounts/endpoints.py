@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Annotated
 
@@ -20,7 +19,7 @@ from app.core.deps import ClockDep, KeysDep, LimiterDep, RulesDep, SettingsDep
 from app.core.errors import Forbidden, Unauthorized
 from app.core.idempotency import IdempotencyDep
 from app.core.ratelimit import client_address, limit_by_address
-from app.core.responses import json_response
+from app.core.responses import fields, json_response
 from app.core.security import verify_password
 from app.core.sql import PgDep
 from app.game.leaderboards.service import forget_on_boards
@@ -77,7 +76,7 @@ async def get_me(principal: CurrentPrincipal, pg: PgDep) -> Response:
     me = await pg.fetch_one(ME, user=principal.id)
     if me is None:
         raise Unauthorized("This login has ended; sign in again")
-    return json_response(asdict(me))
+    return json_response(fields(me))
 
 
 @me_router.patch("", response_model=UserPublic)

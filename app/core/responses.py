@@ -32,3 +32,8 @@ def json_response(content: Any, status_code: int = 200, **headers: str) -> Respo
         media_type="application/json",
         headers=headers or None,
     )
+
+
+def fields(row: Any) -> dict[str, Any]:
+    """A dataclass row as a shallow dict (``dataclasses.asdict`` deep-copies every value)."""
+    return {name: getattr(row, name) for name in row.__dataclass_fields__}
