@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from app.core.durations import parse_duration
@@ -21,6 +21,9 @@ def normalize_database_url(url: str) -> str:
         if url.startswith(prefix):
             return "postgresql+asyncpg://" + url[len(prefix) :]
     raise ValueError("must be a postgresql:// or postgresql+asyncpg:// URL")
+
+
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -56,6 +59,10 @@ class Settings(BaseSettings):
     argon2_memory_kib: int = Field(default=65536, ge=8, description="argon2id memory (KiB)")
     access_token_ttl: timedelta = timedelta(minutes=15)
     refresh_token_ttl: timedelta = timedelta(days=30)
+    login_max_age: timedelta = Field(
+        default=timedelta(days=90),
+        description="a login ends this long after its sign-in, however often it is refreshed",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     idempotency_ttl: timedelta = timedelta(hours=24)
     in_process_worker: bool = Field(
@@ -78,6 +85,18 @@ class Settings(BaseSettings):
     revocation_poll_seconds: float = Field(
         default=1.0, ge=0, description="backstop reload of revoked logins (0: notifications only)"
     )
+
+    @field_validator("admin_token", "jwt_secret", "encryption_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        # a short bearer token or signing key can be guessed offline or by brute force
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            name = f"CANOPY_{(info.field_name or '').upper()}"
+            raise ValueError(
+                f"{name} must be at least {MIN_SECRET_BYTES} bytes; generate one with "
+                "python -c 'import secrets; print(secrets.token_urlsafe(48))'"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod
@@ -102,7 +121,12 @@ class Settings(BaseSettings):
         return value
 
     @field_validator(
-        "access_token_ttl", "refresh_token_ttl", "idempotency_ttl", "raw_retention", mode="before"
+        "access_token_ttl",
+        "refresh_token_ttl",
+        "login_max_age",
+        "idempotency_ttl",
+        "raw_retention",
+        mode="before",
     )
     @classmethod
     def _durations(cls, value: object) -> object:

@@ -37,7 +37,7 @@ from app.rules.schema import LimitsRules
 from tests.roundtrips import Meter, proxied
 
 ROOT = Path(__file__).resolve().parent.parent
-ADMIN_TOKEN = "test-admin-token-0123456789"
+ADMIN_TOKEN = "test-admin-token-0123456789-0123456789"
 GENEROUS_LIMIT = "100000/minute"
 
 

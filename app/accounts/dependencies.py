@@ -32,6 +32,8 @@ class Principal:
     id: uuid.UUID
     session_id: uuid.UUID
     issued_at: int
+    # when the person last signed in with their password (not a refresh)
+    auth_time: int
 
 
 async def current_principal(
@@ -46,13 +48,16 @@ async def current_principal(
         raise Unauthorized("A valid access token is required")
     try:
         principal = Principal(
-            uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"]), int(claims.get("iat", 0))
+            uuid.UUID(claims["sub"]),
+            uuid.UUID(claims["sid"]),
+            int(claims.get("iat", 0)),
+            int(claims.get("auth_time", 0)),  # tokens from before the claim: never fresh
         )
     except (ValueError, TypeError, AttributeError):
         raise Unauthorized("A valid access token is required") from None
     if state.revocations.is_revoked(principal.session_id):
         raise Unauthorized("This login has ended; sign in again")
-    request.state.token_issued_at = principal.issued_at
+    request.state.principal = principal
     return principal
 
 

@@ -13,7 +13,15 @@ from starlette.responses import Response
 from app.accounts import privacy, service
 from app.accounts.dependencies import CurrentPrincipal, CurrentUser
 from app.accounts.repository import ME
-from app.accounts.schemas import AuthResult, MePatch, RefreshIn, RegisterIn, TokenIn, UserPublic
+from app.accounts.schemas import (
+    AuthResult,
+    MePatch,
+    Password,
+    RefreshIn,
+    RegisterIn,
+    TokenIn,
+    UserPublic,
+)
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, LimiterDep, RulesDep, SettingsDep
 from app.core.errors import Forbidden, Unauthorized
@@ -45,8 +53,9 @@ async def register(
     payload: RegisterIn, session: SessionDep, ctx: AuthCtx, rules: RulesDep, idem: IdempotencyDep
 ) -> Response:
     """Create an account; answers the user and a first pair of tokens."""
+    # keys are scoped to the handle asked for: someone else's key never blocks or replays yours
     return await idem.run(
-        owner="anonymous",
+        owner=f"register:{payload.handle}",
         status_code=201,
         produce=lambda: service.register(session, ctx, payload, rules.rules.timezone),
         subject=lambda result: result.user.id,
@@ -58,8 +67,18 @@ async def token(
     payload: TokenIn, request: Request, session: SessionDep, ctx: AuthCtx, limiter: LimiterDep
 ) -> AuthResult:
     """Sign in with handle and password."""
-    await limiter.hit("login", payload.handle, client_address(request))
+    # two limits: one handle from many addresses, and one address trying many handles; both
+    # answer the same 429 whether the handle exists or not
+    await limiter.hit("login", "handle", payload.handle)
+    await limiter.hit("login", "address", client_address(request))
     return await service.sign_in(session, ctx, payload.handle, payload.password)
+
+
+@auth_router.post("/logout", status_code=204)
+async def logout(principal: CurrentPrincipal, session: SessionDep, clock: ClockDep) -> Response:
+    """End this login: its access and refresh tokens stop working everywhere within a second."""
+    await service.sign_out(session, principal.session_id, clock.now())
+    return Response(status_code=204)
 
 
 @auth_router.post(
@@ -100,6 +119,29 @@ class ReauthenticationRequired(Forbidden):
 FRESH_TOKEN = timedelta(minutes=5)
 
 
+class PasswordChange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    old_password: str = Field(min_length=1, max_length=256)
+    new_password: Password
+
+
+@me_router.post("/password", status_code=204, dependencies=[Depends(limit_by_address("login"))])
+async def change_password(
+    payload: PasswordChange,
+    user: CurrentUser,
+    request: Request,
+    session: SessionDep,
+    clock: ClockDep,
+) -> Response:
+    """Change your password (the current one required); every other login ends."""
+    principal = request.state.principal
+    await service.change_password(
+        session, user, principal.session_id, payload.old_password, payload.new_password, clock.now()
+    )
+    return Response(status_code=204)
+
+
 @me_router.get("/export")
 async def export_me(
     user: CurrentUser, session: SessionDep, keys: KeysDep, clock: ClockDep
@@ -122,13 +164,14 @@ async def erase_me(
     background: BackgroundTasks,
     payload: EraseIn | None = None,
 ) -> Response:
-    """Erase your account: send your password, or call within 5 minutes of signing in. Your
+    """Erase your account: send your password, or call within 5 minutes of signing in with it. Your
     energy numbers stay in the ledger under an anonymous id; everything naming you goes."""
     now = clock.now()
     if payload is not None and payload.password is not None:
         if not await verify_password(user.password_hash, payload.password):
             raise service.InvalidCredentials("The password is not right")
-    elif now.timestamp() - request.state.token_issued_at > FRESH_TOKEN.total_seconds():
+    elif now.timestamp() - request.state.principal.auth_time > FRESH_TOKEN.total_seconds():
+        # a sign-in with the password, not a refresh: a stolen refresh token cannot erase
         raise ReauthenticationRequired()
     await privacy.erase(session, user.id, now)
     background.add_task(forget_on_boards, request.app.state.redis, user.id)

@@ -75,8 +75,9 @@ class AccountsRepository:
 
     async def consume_refresh_token(
         self, token_hash: str, now: datetime
-    ) -> tuple[uuid.UUID, uuid.UUID] | None:
-        """Mark a live refresh token used, atomically; (session_id, user_id) if this call did."""
+    ) -> tuple[uuid.UUID, uuid.UUID, datetime] | None:
+        """Mark a live refresh token used, atomically; (session_id, user_id, the login's sign-in
+        time) if this call did."""
         rt, login = table_of(RefreshToken).c, table_of(AuthSession).c
         stmt = (
             update(RefreshToken)
@@ -88,10 +89,10 @@ class AccountsRepository:
                 login.revoked_at.is_(None),
             )
             .values(used_at=now)
-            .returning(rt.session_id, login.user_id)
+            .returning(rt.session_id, login.user_id, login.created_at)
         )
         row = (await self.session.execute(stmt)).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
 
     async def refresh_token_state(self, token_hash: str) -> RefreshTokenState | None:
         rt = table_of(RefreshToken).c
@@ -111,6 +112,21 @@ class AccountsRepository:
             .values(revoked_at=now, revoked_reason=reason)
         )
         note_revoked([session_id])
+
+    async def revoke_other_logins(
+        self, user_id: uuid.UUID, keep: uuid.UUID, now: datetime, reason: str
+    ) -> None:
+        ended = await self.session.execute(
+            update(AuthSession)
+            .where(
+                col(AuthSession.user_id) == user_id,
+                col(AuthSession.id) != keep,
+                col(AuthSession.revoked_at).is_(None),
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+            .returning(col(AuthSession.id))
+        )
+        note_revoked(row[0] for row in ended)
 
     async def update_user(self, user_id: uuid.UUID, now: datetime, **values: Any) -> User:
         stmt = (

@@ -37,6 +37,11 @@ class RefreshTokenReused(Unauthorized):
     keep_changes = True  # committed by the session dependency
 
 
+class LoginExpired(Unauthorized):
+    keep_changes = True  # the login is marked ended even though the request fails
+    title = "This login has reached its maximum age; sign in again"
+
+
 REFRESH_PREFIX = "rt_"
 
 
@@ -65,7 +70,11 @@ def user_public(user: User) -> UserPublic:
 
 
 async def _issue(
-    repo: AccountsRepository, ctx: AuthContext, user: User, session_id: uuid.UUID
+    repo: AccountsRepository,
+    ctx: AuthContext,
+    user: User,
+    session_id: uuid.UUID,
+    signed_in_at: datetime | None = None,
 ) -> AuthResult:
     refresh = new_token(REFRESH_PREFIX)
     await repo.add_refresh_token(
@@ -76,6 +85,7 @@ async def _issue(
         session_id=str(session_id),
         now=ctx.now,
         ttl=ctx.settings.access_token_ttl,
+        auth_time=signed_in_at or ctx.now,
     )
     return AuthResult(
         user=user_public(user),
@@ -131,12 +141,32 @@ async def refresh(session: AsyncSession, ctx: AuthContext, refresh_token: str) -
             await repo.revoke_login(state.session_id, ctx.now, "refresh_token_reuse")
             raise RefreshTokenReused()
         raise InvalidRefreshToken()
-    session_id, user_id = consumed
+    session_id, user_id, signed_in_at = consumed
+    if ctx.now >= signed_in_at + ctx.settings.login_max_age:
+        # a login lives at most this long however often it is refreshed
+        await repo.revoke_login(session_id, ctx.now, "expired")
+        raise LoginExpired()
     user = await repo.get_authenticated(user_id, session_id)
     if user is None:  # erased meanwhile
         raise InvalidRefreshToken()
     await repo.touch_login(session_id, ctx.now)
-    return await _issue(repo, ctx, user, session_id)
+    return await _issue(repo, ctx, user, session_id, signed_in_at)
+
+
+async def sign_out(session: AsyncSession, session_id: uuid.UUID, now: datetime) -> None:
+    """End one login: its access and refresh tokens stop working (everywhere within a second)."""
+    await AccountsRepository(session).revoke_login(session_id, now, "logout")
+
+
+async def change_password(
+    session: AsyncSession, user: User, keep: uuid.UUID, old: str, new: str, now: datetime
+) -> None:
+    """Set a new password (the old one required) and end every other login."""
+    if not await verify_password(user.password_hash, old):
+        raise InvalidCredentials("The current password is not right")
+    repo = AccountsRepository(session)
+    await repo.update_user(user.id, now, password_hash=await hash_password(new))
+    await repo.revoke_other_logins(user.id, keep, now, "password_changed")
 
 
 async def update_profile(session: AsyncSession, user: User, patch: MePatch, now: datetime) -> User:

@@ -24,7 +24,16 @@ from app.core.observability import HTTP_LATENCY, HTTP_REQUESTS, request_id_var
 
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _HEALTHY = b'{"status":"ok"}'
-_HEALTH_HEADERS = [(b"content-type", b"application/json"), (b"content-length", b"15")]
+# on every response: no MIME sniffing, no URLs (which may carry ids) leaked as referrers
+_SECURITY_HEADERS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+# responses that carry tokens, keys or personal data must never sit in a cache (RFC 6749 §5.1)
+_NO_STORE = (b"cache-control", b"no-store")
+_PRIVATE_PREFIXES = ("/v1/auth/", "/v1/me", "/admin/", "/partner/")
+_HEALTH_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", b"15"),
+    *_SECURITY_HEADERS,
+]
 
 
 class _Metrics:
@@ -84,12 +93,15 @@ class EdgeMiddleware:
 
         token = request_id_var.set(rid)
         status = 500
+        extra = [rid_header, *_SECURITY_HEADERS]
+        if scope["path"].startswith(_PRIVATE_PREFIXES):
+            extra.append(_NO_STORE)
 
         async def send_edge(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", ()), rid_header]
+                message["headers"] = [*message.get("headers", ()), *extra]
             await send(message)
 
         try:

@@ -1,8 +1,8 @@
 """Redis-backed rate limits (``limits`` library, moving window), tuned in the rules' ``[limits]``.
 
 A limit is named after its rules key (``register``, ``login``, ``collect``, ...). When Redis is
-unreachable the limiter lets the request through and logs it: limits protect the service, they are
-not part of any balance's correctness.
+unreachable each process falls back to counting in its own memory (per process, so a little more
+lenient, but never unlimited — sign-in protection must not vanish with Redis), and logs it.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import MemoryStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
 from redis.asyncio import Redis
@@ -45,6 +45,7 @@ class RateLimiter:
             "async+redis://", implementation="redispy", connection_pool=pool, key_prefix="canopy:rl"
         )
         self._limiter = MovingWindowRateLimiter(self._storage)
+        self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._spec_for = spec_for
 
     async def hit(self, name: str, *key: str) -> None:
@@ -54,10 +55,12 @@ class RateLimiter:
             if await self._limiter.hit(item, name, *key):
                 return
             stats = await self._limiter.get_window_stats(item, name, *key)
-        except Exception:  # Redis down or slow: fail open, visibly
+        except Exception:  # Redis down or slow: count in this process instead, visibly
             LIMITER_ERRORS.inc()
-            logger.warning("rate limit check skipped: redis unavailable", extra={"limit": name})
-            return
+            logger.warning("rate limit counted in memory: redis unavailable", extra={"limit": name})
+            if await self._fallback.hit(item, name, *key):
+                return
+            stats = await self._fallback.get_window_stats(item, name, *key)
         RATE_LIMITED.labels(name).inc()
         raise RateLimited(retry_after=math.ceil(stats.reset_time - time.time()))
 

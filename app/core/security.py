@@ -128,13 +128,22 @@ class Keys:
             ) from exc
 
     def encode_access_token(
-        self, *, user_id: str, session_id: str, now: datetime, ttl: timedelta
+        self,
+        *,
+        user_id: str,
+        session_id: str,
+        now: datetime,
+        ttl: timedelta,
+        auth_time: datetime | None = None,
     ) -> str:
+        """``auth_time`` (OpenID Connect's claim) is when the person last proved who they are —
+        the sign-in, carried unchanged through refreshes."""
         claims: dict[str, Any] = {
             "sub": user_id,
             "sid": session_id,
             "aud": JWT_AUDIENCE,
             "iat": int(now.timestamp()),
+            "auth_time": int((auth_time or now).timestamp()),
             "exp": int((now + ttl).timestamp()),
         }
         return jwt.encode(claims, self.jwt_secret, algorithm=JWT_ALGORITHM)

@@ -63,7 +63,9 @@ class Service:
 
 def base_env(data_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CANOPY_")}
-    env.update(CANOPY_DATA_DIR=str(data_dir), CANOPY_ADMIN_TOKEN="acceptance-admin")
+    env.update(
+        CANOPY_DATA_DIR=str(data_dir), CANOPY_ADMIN_TOKEN="acceptance-admin-token-0123456789-abcdef"
+    )
     return env
 
 

@@ -131,10 +131,28 @@ class TestRegisterIdempotency:
             "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers
         )
         response = await client.post(
-            "/v1/auth/register", json={"handle": "bob", "password": PASSWORD}, headers=headers
+            "/v1/auth/register",
+            json={"handle": "alice", "password": PASSWORD + "!"},
+            headers=headers,
         )
         assert_problem(response, 422, "idempotency_key_reused")
         assert await count_users(app) == 1
+
+    async def test_someone_elses_key_neither_blocks_nor_replays_your_registration(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        headers = {"Idempotency-Key": "everyone-uses-this"}
+        alice = await client.post(
+            "/v1/auth/register", json={"handle": "alice", "password": PASSWORD}, headers=headers
+        )
+        bob = await client.post(
+            "/v1/auth/register", json={"handle": "bob", "password": PASSWORD}, headers=headers
+        )
+        assert alice.status_code == bob.status_code == 201
+        assert "idempotent-replayed" not in bob.headers
+        assert bob.json()["user"]["handle"] == "bob"
+        assert bob.json()["access_token"] != alice.json()["access_token"]
+        assert await count_users(app) == 2
 
     async def test_key_order_in_the_body_does_not_matter(self, client: httpx.AsyncClient) -> None:
         headers = {"Idempotency-Key": "reg-3", "Content-Type": "application/json"}

@@ -5,6 +5,7 @@ import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
 
+from app.core.errors import RateLimited
 from app.core.ratelimit import RateLimiter
 from tests.conftest import set_limits
 from tests.helpers import PASSWORD, assert_problem, register
@@ -35,23 +36,58 @@ class TestAuthRateLimits:
         # "second" was never created, so it can register now
         await register(client, "second")
 
-    async def test_login_is_limited_per_handle_and_address(
+    async def test_spraying_many_handles_from_one_address_is_limited(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        set_limits(app, login="10/minute")
+        answers = [
+            (
+                await client.post(
+                    "/v1/auth/token", json={"handle": f"victim{i}", "password": "Summer2026!"}
+                )
+            ).status_code
+            for i in range(30)
+        ]
+        assert answers[:10] == [401] * 10
+        assert set(answers[10:]) == {429}
+
+    async def test_one_handle_from_many_addresses_is_limited(
         self, client: httpx.AsyncClient, app: FastAPI
     ) -> None:
         await register(client, "alice")
-        await register(client, "bob")
-        set_limits(app, login="2/minute")
-        for _ in range(2):
-            await client.post(
-                "/v1/auth/token", json={"handle": "alice", "password": "wrong-password"}
-            )
-        blocked = await client.post(
-            "/v1/auth/token", json={"handle": "alice", "password": PASSWORD}
-        )
-        assert_problem(blocked, 429, "rate_limited")
-        # another handle from the same address still gets through
-        ok = await client.post("/v1/auth/token", json={"handle": "bob", "password": PASSWORD})
-        assert ok.status_code == 200
+        set_limits(app, login="10/minute")
+        answers = []
+        for i in range(30):
+            transport = httpx.ASGITransport(app=app, client=(f"10.0.{i}.1", 4000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as botnet:
+                answers.append(
+                    (
+                        await botnet.post(
+                            "/v1/auth/token", json={"handle": "alice", "password": f"guess{i}"}
+                        )
+                    ).status_code
+                )
+        assert answers[:10] == [401] * 10
+        assert set(answers[10:]) == {429}
+        # and the real owner, from yet another address, is also held back for now
+        owner = await client.post("/v1/auth/token", json={"handle": "alice", "password": PASSWORD})
+        assert_problem(owner, 429, "rate_limited")
+
+    async def test_lockout_looks_the_same_for_existing_and_unknown_handles(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        await register(client, "alice")
+        set_limits(app, login="1/minute")
+        refused = {}
+        for i, handle in enumerate(("alice", "nobody_here")):
+            transport = httpx.ASGITransport(app=app, client=(f"10.1.{i}.1", 4000))
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                await c.post("/v1/auth/token", json={"handle": handle, "password": "wrong-pass"})
+                refused[handle] = await c.post(
+                    "/v1/auth/token", json={"handle": handle, "password": "wrong-pass"}
+                )
+        bodies = {h: assert_problem(r, 429, "rate_limited") for h, r in refused.items()}
+        assert bodies["alice"] == bodies["nobody_here"]
 
     async def test_limits_come_from_the_rules(self, app: FastAPI) -> None:
         assert app.state.rules_registry.versions[0].rules.limits.register  # [limits] drives it
@@ -65,11 +101,14 @@ class TestAuthRateLimits:
 
 
 class TestLimiterWithoutRedis:
-    async def test_an_unreachable_redis_lets_requests_through(self) -> None:
+    async def test_an_unreachable_redis_falls_back_to_counting_in_memory(self) -> None:
         dead = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
-        limiter = RateLimiter(dead, lambda name: "1/minute")
+        limiter = RateLimiter(dead, lambda name: "2/minute")
         try:
-            for _ in range(3):
-                await limiter.hit("login", "x")  # no exception: fail open
+            await limiter.hit("login", "x")
+            await limiter.hit("login", "x")
+            with pytest.raises(RateLimited):
+                await limiter.hit("login", "x")
+            await limiter.hit("login", "y")  # other keys have their own windows
         finally:
             await dead.aclose()
