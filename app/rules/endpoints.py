@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request
+from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel
 from starlette.responses import Response
 
@@ -102,7 +102,9 @@ async def list_versions(
 @router.get(
     "/{version}", response_class=Response, responses={200: {"content": {"application/toml": {}}}}
 )
-async def get_version(version: int, session: SessionDep) -> Response:
+async def get_version(
+    version: Annotated[int, Path(ge=1, le=2_147_483_647)], session: SessionDep
+) -> Response:
     """The exact text of a published version (what its sha256 is of)."""
     found = await session.get(RulesVersion, version)
     if found is None:

@@ -102,11 +102,48 @@ def rules_warnings(rules: Rules) -> list[RuleIssue]:
 # --- checking ---------------------------------------------------------------------------------
 
 
+# a rules file is a few kilobytes and three levels deep; anything far past that is an attack on
+# the parser (tomllib recurses per nesting level) rather than a rules file
+MAX_RULES_BYTES = 256 * 1024
+MAX_NESTING = 32
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of arrays and inline tables, outside strings and comments."""
+    depth = deepest = 0
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "#":
+            i = text.find("\n", i)
+            if i < 0:
+                break
+        elif c in "\"'":
+            quote = text[i : i + 3] if text[i : i + 3] in ('"""', "'''") else c
+            i += len(quote)
+            while i < n and not text.startswith(quote, i):
+                i += 2 if quote[0] == '"' and text[i] == "\\" else 1
+            i += len(quote) - 1
+        elif c in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif c in "]}":
+            depth = max(0, depth - 1)
+        i += 1
+    return deepest
+
+
 def _check(text: str) -> tuple[Rules | None, list[RuleIssue]]:
+    if len(text.encode()) > MAX_RULES_BYTES:
+        return None, [RuleIssue(loc=FILE_LOC, msg=f"is larger than {MAX_RULES_BYTES} bytes")]
+    if nesting_depth(text) > MAX_NESTING:
+        return None, [RuleIssue(loc=FILE_LOC, msg=f"nests deeper than {MAX_NESTING} levels")]
     try:
         data = tomllib.loads(text.removeprefix("\ufeff"))
     except tomllib.TOMLDecodeError as exc:
         return None, [RuleIssue(loc=FILE_LOC, msg=f"TOML syntax error: {exc}")]
+    except RecursionError:  # the depth scan should have caught it; never a 500
+        return None, [RuleIssue(loc=FILE_LOC, msg=f"nests deeper than {MAX_NESTING} levels")]
     rules: Rules | None = None
     issues: list[RuleIssue] = []
     try:
