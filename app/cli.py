@@ -182,6 +182,7 @@ def export_user(
     import orjson
 
     from app.accounts.privacy import export
+    from app.admin import audit
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
     from app.core.security import Keys
@@ -194,11 +195,20 @@ def export_user(
         engine = create_engine(services.database_url, settings)
         keys = Keys.from_settings(settings)
         try:
-            async with create_sessionmaker(engine)() as session:
+            async with create_sessionmaker(engine)() as session, session.begin():
                 user_id = await FriendsRepository(session).user_by_handle(handle.strip().lower())
                 if user_id is None:
                     return None
-                document = await export(session, keys, user_id, SystemClock().now())
+                now = SystemClock().now()
+                document = await export(session, keys, user_id, now)
+                await audit.record(
+                    session,
+                    action="user.exported",
+                    target=f"user:{user_id}",
+                    summary="personal data exported with canopy users export",
+                    at=now,
+                    actor="cli",
+                )
                 return orjson.dumps(document, option=orjson.OPT_INDENT_2)
         finally:
             await engine.dispose()

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from app.accounts.endpoints import auth_router, me_router
 from app.accounts.revocations import Revocations
+from app.admin.audit import router as audit_router
 from app.config import Settings, get_settings
 from app.core.clock import Clock, SystemClock
 from app.core.db import create_engine, create_sessionmaker, plain_dsn
@@ -140,6 +141,7 @@ def create_app(
         feed_router,
         leaderboards_router,
         rules_admin_router,
+        audit_router,
         partners_admin_router,
         partner_router,
         planting_router,

@@ -1,6 +1,7 @@
 """Every table model, imported in one place so ``metadata`` is complete (Alembic, tests)."""
 
 from app.accounts.models import AuthSession, RefreshToken, User
+from app.admin.audit import AuditEntry
 from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
 from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
@@ -20,6 +21,7 @@ from app.rules.models import RulesVersion
 
 __all__ = [
     "Activity",
+    "AuditEntry",
     "AuthSession",
     "BallSteal",
     "Block",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from app.admin import audit
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, SettingsDep
@@ -31,7 +32,15 @@ async def create_partner(
     clock: ClockDep,
 ) -> PartnerCreated:
     """Create a partner. The API key and webhook secret are shown in this answer only."""
-    return await service.create_partner(session, keys, settings, payload, clock.now())
+    created = await service.create_partner(session, keys, settings, payload, clock.now())
+    await audit.record(
+        session,
+        action="partner.created",
+        target=f"partner:{created.id}",
+        summary=f"{created.name!r} with scopes {', '.join(sorted(created.scopes))}",
+        at=clock.now(),
+    )
+    return created
 
 
 @admin_router.get("", response_model=PartnerList)
@@ -42,7 +51,15 @@ async def list_partners(session: SessionDep) -> PartnerList:
 @admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
 async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
     """Issue a new API key; the old one stops working at once."""
-    return await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
+    rotated = await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
+    await audit.record(
+        session,
+        action="partner.key_rotated",
+        target=f"partner:{partner_id}",
+        summary="new API key issued; the old one stopped working",
+        at=clock.now(),
+    )
+    return rotated
 
 
 @partner_router.get("/me", response_model=PartnerSelf)

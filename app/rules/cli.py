@@ -142,6 +142,7 @@ def publish_cmd(
     at --effective-from (default: now) without a restart."""
     import asyncio
 
+    from app.admin import audit
     from app.config import get_settings
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
@@ -177,6 +178,18 @@ def publish_cmd(
                     simulate=simulate,
                     force=force,
                 )
+                pv = published.version
+                if published.created:
+                    await audit.record(
+                        session,
+                        action="rules.published",
+                        target=f"rules:{pv.version}",
+                        summary=f"{pv.label!r} sha256 {pv.sha256[:12]} from {file.name}, "
+                        f"effective from {pv.effective_from.isoformat()}"
+                        + (" (guardrail overridden)" if force else ""),
+                        at=pv.created_at,
+                        actor="cli",
+                    )
             v = published.version
             assert v.version is not None
             if published.created:

@@ -9,6 +9,7 @@ from fastapi import APIRouter, BackgroundTasks, Path, Query, Request
 from pydantic import AwareDatetime, BaseModel
 from starlette.responses import Response
 
+from app.admin import audit
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, RegistryDep
@@ -150,6 +151,14 @@ async def publish(
     v = published.version
     assert v.version is not None
     if published.created:
+        await audit.record(
+            session,
+            action="rules.published",
+            target=f"rules:{v.version}",
+            summary=f"{v.label!r} sha256 {v.sha256[:12]}, effective from "
+            f"{v.effective_from.isoformat()}" + (" (guardrail overridden)" if force else ""),
+            at=clock.now(),
+        )
         # after the commit: reload here at once, then tell every other process
         background.add_task(_reload_and_announce, request, v.version)
     body = PublishedOut(
