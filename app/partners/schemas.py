@@ -29,16 +29,34 @@ def _check_url(value: str) -> str:
 WebhookURL = Annotated[str, StringConstraints(max_length=2048), AfterValidator(_check_url)]
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+def is_public_address(text: str) -> bool:
+    """A literal address a webhook may be sent to: globally routable, and so is any IPv4
+    address it carries inside (IPv4-mapped ``::ffff:a.b.c.d``, 6to4 ``2002::/16``, NAT64
+    ``64:ff9b::/96`` — each a way to reach 127.0.0.1 or 10.0.0.0/8 through an IPv6 literal)."""
+    address = ipaddress.ip_address(text.split("%", 1)[0])
+    if not address.is_global:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = address.ipv4_mapped or address.sixtofour
+        if inner is None and address in _NAT64:
+            inner = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if inner is not None and not inner.is_global:
+            return False
+    return True
+
+
 def is_private_host(host: str) -> bool:
     """Loopback, private, link-local and other non-public literal addresses (and localhost)."""
     name = host.strip("[]").lower()
     if name == "localhost" or name.endswith(".localhost") or name.endswith(".local"):
         return True
     try:
-        address = ipaddress.ip_address(name)
+        return not is_public_address(name)
     except ValueError:
         return False  # a DNS name: checked again when delivering, against what it resolves to
-    return not address.is_global
 
 
 class PartnerCreate(BaseModel):

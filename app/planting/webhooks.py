@@ -17,7 +17,6 @@ Webhooks 1.0 (the ``standardwebhooks`` library) with the partner's ``whsec_`` se
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import math
 import secrets
@@ -40,7 +39,7 @@ from app.core.db import create_sessionmaker
 from app.core.errors import NotFound
 from app.core.pagination import split_page
 from app.core.security import Keys
-from app.partners.schemas import is_private_host
+from app.partners.schemas import is_private_host, is_public_address
 from app.planting.errors import NotRetryable
 from app.planting.repository import PlantingRepository, history_at
 from app.planting.schemas import DeliveryOut, DeliveryPage, PartnerRef
@@ -112,7 +111,7 @@ async def public_address(host: str, port: int, resolver: Resolver = resolve) -> 
     if not addresses:
         raise RefusedAddress(f"cannot resolve {host}")
     for address in addresses:
-        if not ipaddress.ip_address(address.split("%", 1)[0]).is_global:
+        if not is_public_address(address):
             raise RefusedAddress(f"refused: {host} resolves to a private address ({address})")
     return addresses[0]
 

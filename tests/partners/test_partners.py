@@ -161,6 +161,14 @@ class TestPartners:
                 "webhook_url",
             ),
             ({"name": "X", "scopes": ["orders"], "webhook_url": "http://[::1]/h"}, "webhook_url"),
+            # IPv6 literals that carry a private IPv4 address: NAT64, 6to4, IPv4-mapped
+            *(
+                (
+                    {"name": "X", "scopes": ["orders"], "webhook_url": f"http://[{a}]/h"},
+                    "webhook_url",
+                )
+                for a in ("64:ff9b::7f00:1", "2002:7f00:1::1", "::ffff:10.0.0.1", "64:ff9b::a00:1")
+            ),
         ],
     )
     async def test_invalid_partner_is_422(
