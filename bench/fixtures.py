@@ -113,9 +113,10 @@ def collect_one_body(ball: str) -> bytes:
 
 
 COLLECT_ALL_BODY = b"{}"
-COLLECTED = b'"status":"collected"'  # in a friend-collect answer: a ball was taken from
-MINTED = b'"status":"minted"'  # per event in a batch answer
-CAPPED = b'"status":"capped"'
+# markers: a JSON member ("key", "value") found in answers (whitespace around ':' allowed)
+COLLECTED = ("status", "collected")  # in a friend-collect answer: a ball was taken from
+MINTED = ("status", "minted")  # per event in a batch answer
+CAPPED = ("status", "capped")
 
 
 def planting_body(item_id: str) -> bytes:

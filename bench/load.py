@@ -29,6 +29,15 @@ from bench import fixtures
 
 LUA = Path(__file__).resolve().parent / "lua" / "bench.lua"
 WRK_THREADS = 2
+Marker = tuple[str, str]  # a JSON member ("key", "value"), as in fixtures
+
+
+def py_pattern(m: Marker) -> re.Pattern[bytes]:
+    return re.compile(rb'"%s"\s*:\s*"%s"' % (m[0].encode(), m[1].encode()))
+
+
+def lua_pattern(m: Marker) -> str:
+    return f'"{m[0]}"%s*:%s*"{m[1]}"'  # key and value are plain words: nothing to escape
 
 
 # --- what to send ---------------------------------------------------------------------------------
@@ -37,14 +46,14 @@ WRK_THREADS = 2
 @dataclass
 class Source:
     """A stream of requests. ``mode`` and ``config`` drive the Lua script; ``make(i)`` builds
-    request ``i`` (0, 1, ...) as raw HTTP for the asyncio client. ``mark``: bytes a successful
-    answer contains (counted)."""
+    request ``i`` (0, 1, ...) as raw HTTP for the asyncio client. ``mark``: a JSON member a
+    successful answer contains (its occurrences are counted)."""
 
     mode: str  # static | list | batch | planting
     config: dict[str, str]
     make: Callable[[int], bytes]
     files: dict[str, str] = field(default_factory=dict)  # config key -> file content
-    mark: bytes | None = None
+    mark: Marker | None = None
     size: int | None = None  # list mode: how many distinct requests there are
     offset: int = 0  # the asyncio client starts at request ``offset``
 
@@ -72,7 +81,7 @@ def static(method: str, path: str, token: str | None = None, body: bytes | None 
     return Source("static", config | {"path": path}, lambda _i: raw)
 
 
-def listed(requests: Sequence[tuple[str, str, str, bytes]], mark: bytes | None) -> Source:
+def listed(requests: Sequence[tuple[str, str, str, bytes]], mark: Marker | None) -> Source:
     """Distinct requests (method, path, token, body), each sent once (wrapping around, counted,
     if the run outlasts them)."""
     raws = [raw_request(m, p, t, b) for m, p, t, b in requests]
@@ -182,7 +191,9 @@ class Loader:
         work = Path(tempfile.mkdtemp(dir=self.tmp, prefix="wrk-"))
         config = {**source.config, "threads": str(WRK_THREADS)}
         if source.mark:
-            config["mark"] = source.mark.decode()
+            config["mark"] = lua_pattern(source.mark)
+        config["minted_mark"] = lua_pattern(fixtures.MINTED)
+        config["capped_mark"] = lua_pattern(fixtures.CAPPED)
         for key, content in source.files.items():
             path = work / key
             path.write_text(content)
@@ -328,8 +339,12 @@ async def open_connections(port: int, count: int, warm: bytes | None = None) -> 
 
 
 class Tally:
-    def __init__(self, mark: bytes | None) -> None:
-        self.mark = mark
+    MINTED = py_pattern(fixtures.MINTED)
+    CAPPED = py_pattern(fixtures.CAPPED)
+
+    def __init__(self, mark: Marker | None, batch: bool = False) -> None:
+        self.mark = py_pattern(mark) if mark else None
+        self.batch = batch  # count the events' minted / capped statuses
         self.status = {"2xx": 0, "4xx": 0, "5xx": 0, "other": 0, "socket": 0}
         self.marks = self.minted = self.capped = 0
         self.samples: list[bytes] = []
@@ -348,10 +363,10 @@ class Tally:
         if key != "2xx" and len(self.samples) < 3:
             self.samples.append(f"{status} ".encode() + body[:300])
         if self.mark:
-            self.marks += body.count(self.mark)
-        if b'"status":"minted"' in body:
-            self.minted += body.count(fixtures.MINTED)
-            self.capped += body.count(fixtures.CAPPED)
+            self.marks += len(self.mark.findall(body))
+        if self.batch:
+            self.minted += len(self.MINTED.findall(body))
+            self.capped += len(self.CAPPED.findall(body))
 
 
 def quantiles_ms(latencies: list[float]) -> dict[str, float]:
@@ -373,7 +388,7 @@ async def closed_loop_asyncio(
     port: int, source: Source, connections: int, seconds: float, cpu: Cpu | None = None
 ) -> Load:
     conns = await open_connections(port, connections)
-    tally = Tally(source.mark)
+    tally = Tally(source.mark, source.mode == "batch")
     latencies: list[float] = []
     counter = iter(range(source.offset, 1 << 62))
     me = psutil.Process()
@@ -460,7 +475,7 @@ async def paced(port: int, source: Source, rate: float, seconds: float, connecti
     Each connection, once free, takes the next request and sleeps until it is due: no task per
     request, so the client stays cheap."""
     conns = await open_connections(port, connections)
-    tally = Tally(source.mark)
+    tally = Tally(source.mark, source.mode == "batch")
     latencies: list[float] = []
     lags: list[float] = []  # how late the client woke for a request it was free to send
     total = max(1, int(rate * seconds))

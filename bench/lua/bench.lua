@@ -65,10 +65,6 @@ local function count(body, pattern)
   return n
 end
 
-local function escape(s)
-  return (s:gsub("([%^%$%(%)%%%.%[%]%*%+%-%?])", "%%%1"))
-end
-
 if mode ~= "static" then
   function init(args)
     if mode == "list" then
@@ -88,7 +84,7 @@ if mode ~= "static" then
     elseif mode == "planting" then
       tokens = lines_of(config.tokens)
     end
-    if mark and mark ~= "" then mark = escape(mark) else mark = nil end
+    if mark == "" then mark = nil end  -- a Lua pattern (bench/load.py lua_pattern)
   end
 
   local kinds = { "metro", "bus", "e_invoice" }
@@ -149,8 +145,8 @@ if mode ~= "static" then
     if body then
       if mark then marks = marks + count(body, mark) end
       if mode == "batch" then
-        minted = minted + count(body, '"status":"minted"')
-        capped = capped + count(body, '"status":"capped"')
+        minted = minted + count(body, config.minted_mark)
+        capped = capped + count(body, config.capped_mark)
       end
     end
   end
