@@ -68,7 +68,7 @@ async def _run(args: argparse.Namespace) -> int:
         )
     wrk = None if args.no_wrk else load.find_wrk(install=not args.no_install_wrk)
     if wrk is None:
-        load.warn_no_wrk()
+        load.warn_no_wrk("--no-wrk" if args.no_wrk else "wrk not found and not installable")
     db, redis, started = _servers()
     print(
         f"# canopy bench: {' '.join(args.scenarios)}  ({'quick' if args.quick else 'full'}: "

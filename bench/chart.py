@@ -1,5 +1,6 @@
-"""``python -m bench chart BEFORE.json AFTER.json [-o PNG]``: throughput ratio and p99 per
-scenario, before beside after (default output: docs/performance-chart.png)."""
+"""``python -m bench chart BEFORE.json [AFTER.json] [-o PNG]``: throughput ratio and p99 per
+scenario, before beside after (default output: docs/performance-chart.png). With one file, that
+run alone."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 from bench.report import ORDER, ROOT, TARGETS
 
 DEFAULT_OUT = ROOT / "docs" / "performance-chart.png"
+P99_TARGETS_MS = {"S2": 250.0, "S3": 50.0}  # the paced p99 targets (bench/report.py)
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -24,13 +26,14 @@ def _title(doc: dict[str, Any]) -> str:
     return f"{doc['label']} ({doc.get('commit', '?')}, {str(doc.get('date', ''))[:10]})"
 
 
-def render(before: dict[str, Any], after: dict[str, Any], out: Path) -> Path:
+def render(before: dict[str, Any], after: dict[str, Any] | None, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [s for s in ORDER if s in before["scenarios"] or s in after["scenarios"]]
+    runs = [(before, "#9aa5b1")] if after is None else [(before, "#9aa5b1"), (after, "#2f855a")]
+    names = [s for s in ORDER if any(s in doc["scenarios"] for doc, _ in runs)]
 
     def value(doc: dict[str, Any], name: str, key: str) -> float:
         s = doc["scenarios"].get(name)
@@ -38,17 +41,21 @@ def render(before: dict[str, Any], after: dict[str, Any], out: Path) -> Path:
         return float(v) if v is not None else math.nan
 
     x = range(len(names))
-    width = 0.38
+    width = 0.76 / len(runs)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 8), constrained_layout=True)
     for ax, key, label in (
         (top, "ratio", "throughput ratio (API / limit, same run)"),
         (bottom, "p99_ms", "p99 latency, ms (paced pass; S4: the storm) - log scale"),
     ):
-        b = [value(before, n, key) for n in names]
-        a = [value(after, n, key) for n in names]
-        bars_b = ax.bar([i - width / 2 for i in x], b, width, label=_title(before), color="#9aa5b1")
-        bars_a = ax.bar([i + width / 2 for i in x], a, width, label=_title(after), color="#2f855a")
-        for bars in (bars_b, bars_a):
+        for k, (doc, color) in enumerate(runs):
+            shift = (k - (len(runs) - 1) / 2) * width
+            bars = ax.bar(
+                [i + shift for i in x],
+                [value(doc, n, key) for n in names],
+                width,
+                label=_title(doc),
+                color=color,
+            )
             ax.bar_label(
                 bars,
                 labels=[
@@ -61,14 +68,15 @@ def render(before: dict[str, Any], after: dict[str, Any], out: Path) -> Path:
         ax.set_xticks(list(x), names)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-        if key == "ratio":
-            for i, n in enumerate(names):
-                target = TARGETS[n][0]
-                ax.hlines(target, i - 0.45, i + 0.45, colors="#c53030", linestyles="dashed")
-            ax.plot([], [], color="#c53030", linestyle="dashed", label="target ratio")
-            ax.legend(fontsize=8, loc="upper right")
-        else:
+        targets = {n: TARGETS[n][0] for n in names} if key == "ratio" else P99_TARGETS_MS
+        for i, n in enumerate(names):
+            if n in targets:
+                ax.hlines(targets[n], i - 0.45, i + 0.45, colors="#c53030", linestyles="dashed")
+        if key != "ratio":
             ax.set_yscale("log")
+    bottom.plot([], [], color="#c53030", linestyle="dashed", label="target")
+    handles, labels = bottom.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8)
     fig.suptitle("Canopy hot paths against their limits on the same machine")
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
@@ -79,9 +87,9 @@ def render(before: dict[str, Any], after: dict[str, Any], out: Path) -> Path:
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench chart", description=__doc__)
     ap.add_argument("before", type=Path)
-    ap.add_argument("after", type=Path)
+    ap.add_argument("after", type=Path, nargs="?")
     ap.add_argument("-o", "--out", type=Path, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
-    path = render(_load(args.before), _load(args.after), args.out)
+    path = render(_load(args.before), _load(args.after) if args.after else None, args.out)
     print(f"wrote {path}")
     return 0
