@@ -105,7 +105,8 @@ async def _run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - began
     print()
     print(
-        f"# results ({report.commit()}, {'quick' if args.quick else 'full'} run, "
+        f"# results (app at {report.app_commit()}, checkout {report.commit()}, "
+        f"{'quick' if args.quick else 'full'} run, "
         f"{elapsed:.0f} s, load average {load_before:.1f} before / {os.getloadavg()[0]:.1f} "
         "after)"
     )

@@ -23,7 +23,8 @@ def _load(path: Path) -> dict[str, Any]:
 
 
 def _title(doc: dict[str, Any]) -> str:
-    return f"{doc['label']} ({doc.get('commit', '?')}, {str(doc.get('date', ''))[:10]})"
+    sha = doc.get("app_commit") or doc.get("commit", "?")
+    return f"{doc['label']} (app {sha}, {str(doc.get('date', ''))[:10]})"
 
 
 def render(before: dict[str, Any], after: dict[str, Any] | None, out: Path) -> Path:

@@ -111,21 +111,28 @@ def table(results: list[Result]) -> str:
     return "\n".join([line, rule, *body])
 
 
+APP_PATHS = ("app", "migrations", "rules", "pyproject.toml")
+
+
+def _git(*args: str) -> str:
+    return subprocess.run(
+        ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=True
+    ).stdout.strip()
+
+
 def commit() -> str:
+    """The checkout's HEAD, ``+dirty`` if the app's files have uncommitted changes."""
     try:
-        sha = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "app", "migrations", "rules"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        return sha + ("+dirty" if dirty else "")
+        dirty = _git("status", "--porcelain", "--", *APP_PATHS)
+        return _git("rev-parse", "--short", "HEAD") + ("+dirty" if dirty else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def app_commit() -> str:
+    """The last commit that changed the app (what was measured; bench commits do not count)."""
+    try:
+        return _git("log", "-1", "--format=%h", "--", *APP_PATHS) or "unknown"
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -138,6 +145,7 @@ def write(
     doc = {
         "label": label,
         "commit": commit(),
+        "app_commit": app_commit(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "cpus": os.cpu_count(),
         **meta,
