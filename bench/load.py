@@ -449,6 +449,7 @@ class Paced:
     sent: int
     samples: list[str]
     client_cores: float = 0.0  # CPU this process used during the pass
+    connections: int = 0
 
     @property
     def errors(self) -> int:
@@ -467,6 +468,11 @@ class Paced:
     def sustained(self) -> bool:
         """Server and client together kept up with the asked rate."""
         return self.achieved >= 0.95 * self.rate
+
+    @property
+    def backlog(self) -> bool:
+        """Every connection was busy at some moment: requests queued behind the server."""
+        return self.peak_in_flight >= self.connections
 
 
 async def paced(port: int, source: Source, rate: float, seconds: float, connections: int) -> Paced:
@@ -523,6 +529,7 @@ async def paced(port: int, source: Source, rate: float, seconds: float, connecti
         sent=total,
         samples=[s.decode(errors="replace") for s in tally.samples],
         client_cores=((used.user + used.system) - (mine.user + mine.system)) / elapsed,
+        connections=connections,
     )
 
 
@@ -582,6 +589,8 @@ def describe_paced(p: Paced) -> dict[str, Any]:
         "send_lag_ms_p99": round(p.send_lag_ms_p99, 3),
         "client_bound": p.client_bound,
         "sustained": p.sustained,
+        "backlog": p.backlog,
+        "connections": p.connections,
         "client_cores": round(p.client_cores, 2),
         "peak_in_flight": p.peak_in_flight,
         "status": p.status,

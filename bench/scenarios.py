@@ -117,6 +117,11 @@ async def paced_pass(
             f"    !! the load generator fell behind its schedule (p99 lag "
             f"{p.send_lag_ms_p99:.1f} ms): this p99 is partly the client's"
         )
+    if p.backlog and p.sustained:
+        say(
+            f"    !! all {p.connections} connections were busy at some moment: the server fell "
+            "behind the schedule and a backlog built up (counted in these latencies)"
+        )
     if not p.sustained:
         say(
             f"    !! only {p.achieved:,.1f} of {p.rate:,.1f} req/s: server and client together "
