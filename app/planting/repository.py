@@ -151,10 +151,12 @@ WITH prior AS MATERIALIZED (
     FROM taken WHERE u.id = :user
     RETURNING u.balance_g
 ), numbered AS (
-    -- the certificate number comes from the planting's own sequence value
+    -- the certificate number comes from the planting's own sequence value; reading
+    -- ``released`` here frees an expired key before the insert below claims it again (a CTE
+    -- nobody reads would run only after the main query)
     SELECT taken.*, nextval(pg_get_serial_sequence('plantings', 'seq')) AS seq,
            CASE taken.kind WHEN 'virtual' THEN 'completed' ELSE 'reserved' END AS status
-    FROM taken
+    FROM taken CROSS JOIN (SELECT count(*) FROM released) AS freed
 ), planted AS (
     INSERT INTO plantings (id, seq, user_id, item_id, partner_id, kind, quantity, cost_g,
         status, certificate_number, history, rules_version, idempotency_key, created_at,
