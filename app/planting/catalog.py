@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
@@ -54,7 +55,7 @@ def item_admin_out(row: RowMapping) -> CatalogAdminOut:
     )
 
 
-def check_redeemable(row: RowMapping, quantity: int) -> None:
+def check_redeemable(row: Mapping[str, Any], quantity: int) -> None:
     """Raise the error a redemption of ``quantity`` units would meet, if any."""
     status = shown_status(row["status"], row["budget"], row["taken"])
     if status == "sold_out":

@@ -6,16 +6,17 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
 from starlette.responses import Response
 
-from app.accounts.dependencies import CurrentUser
+from app.accounts.dependencies import CurrentPrincipal, CurrentUser
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
-from app.core.deps import ClockDep, RegistryDep
+from app.core.deps import ClockDep, RegistryDep, SettingsDep
 from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
+from app.core.sql import PgDep
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope
@@ -55,6 +56,17 @@ admin_router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[Admin
 
 OrdersPartner = Annotated[Partner, Depends(partner_with_scope(Scope.orders))]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT)]
+# POST /v1/plantings keeps its key on the planting (no IdempotencyDep: that costs round trips);
+# the header is documented as on every other route that takes it
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1,
+        max_length=255,
+        description="Retry-safe key: the same key and body replay the first response",
+    ),
+]
+REPLAYED = {"Idempotent-Replayed": "true"}
 
 SVG_HEADERS = {
     # opened on its own, the document may style itself and nothing else
@@ -80,18 +92,26 @@ async def get_catalog(user: CurrentUser, session: SessionDep) -> CatalogList:
 )
 async def create_planting(
     payload: PlantingIn,
-    user: CurrentUser,
-    session: SessionDep,
+    principal: CurrentPrincipal,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
-    idem: IdempotencyDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> Response:
     """Redeem energy for a catalog item: energy burned, budget taken, certificate issued."""
-
-    async def produce() -> PlantingCreated:
-        return await service.redeem(session, user.id, payload, registry, clock.now())
-
-    return await idem.run(owner=f"user:{user.id}", status_code=201, produce=produce)
+    now = clock.now()
+    redeemed = await service.redeem(
+        pg,
+        principal.id,
+        payload,
+        key=idempotency_key,
+        rules_version=registry.at(now).version,
+        now=now,
+        key_ttl=settings.idempotency_ttl,
+    )
+    headers = REPLAYED if redeemed.replayed else None
+    return Response(redeemed.body, status_code=201, media_type="application/json", headers=headers)
 
 
 @router.get("/v1/plantings", response_model=PlantingPage)

@@ -1,4 +1,5 @@
-"""Planting's background jobs: cutting orders by the rules, delivering webhooks."""
+"""Planting's background jobs: cutting orders by the rules, delivering webhooks, forgetting
+the ``Idempotency-Key`` of plantings once it is no longer remembered."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from app.config import Settings
 from app.core.security import Keys
 from app.core.worker import Job
 from app.planting.orders import cut_orders
+from app.planting.repository import PlantingRepository
 from app.planting.webhooks import deliver_due
 from app.rules.registry import RulesRegistry
 
@@ -24,7 +26,17 @@ def planting_jobs(
         # the rules version in force now decides batch_size and batch_max_wait
         return len(await cut_orders(session, now, registry.at(now).rules.planting))
 
-    jobs = [Job("cut_planting_orders", timedelta(minutes=1), cut)]
+    key_ttl: timedelta = (
+        settings.idempotency_ttl if settings else Settings.model_fields["idempotency_ttl"].default
+    )
+
+    async def forget_keys(session: AsyncSession, now: datetime) -> int:
+        return await PlantingRepository(session).forget_keys_before(now - key_ttl)
+
+    jobs = [
+        Job("cut_planting_orders", timedelta(minutes=1), cut),
+        Job("forget_planting_idempotency_keys", timedelta(minutes=10), forget_keys),
+    ]
     if settings is not None and keys is not None:
         configured, signing = settings, keys
 

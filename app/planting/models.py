@@ -106,6 +106,14 @@ class Planting(SQLModel, table=True):
             postgresql_where=text("status = 'reserved'"),
         ),
         Index("ix_plantings_order_id", "order_id", postgresql_where=text("order_id IS NOT NULL")),
+        # a retried POST /v1/plantings finds the planting its Idempotency-Key made
+        Index(
+            "ix_plantings_user_id_idempotency_key",
+            "user_id",
+            "idempotency_key",
+            unique=True,
+            postgresql_where=text("idempotency_key IS NOT NULL"),
+        ),
     )
 
     id: uuid.UUID = Field(default_factory=new_id, primary_key=True)
@@ -126,6 +134,9 @@ class Planting(SQLModel, table=True):
     rules_version: int = Field(
         sa_column=Column(Integer, ForeignKey("rules_versions.version"), nullable=False)
     )
+    # the Idempotency-Key of the request that made it, while that key is remembered
+    # (settings.idempotency_ttl); the reply to a retry is rendered again from this row
+    idempotency_key: str | None = Field(default=None, sa_type=String(255))
     created_at: datetime = ts_field()
     updated_at: datetime = ts_field()
 

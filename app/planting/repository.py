@@ -8,15 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
+import asyncpg
 from sqlalchemy import RowMapping, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.models import table_of
-from app.ledger.entries import INSERT_ENTRY_COLUMNS
+from app.core.sql import Pg, Statement
+from app.ledger.booking import BURNED, book, running_balance, system, user
 from app.planting.models import CatalogItem, OrderReport
 
 # --- shared SELECT lists ---------------------------------------------------------------------
@@ -56,6 +59,199 @@ _APPEND_HISTORY = (
 def history_at(now: datetime) -> str:
     """How a moment is written into a planting's history (RFC 3339, UTC, ``Z``)."""
     return now.isoformat().replace("+00:00", "Z")
+
+
+# --- redeeming: the hot path, one statement on the raw pool ----------------------------------
+
+KEY_INDEX = "ix_plantings_user_id_idempotency_key"
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """What the redeeming statement saw and did (:data:`REDEEM`). ``prior_*``: the planting
+    this request's ``Idempotency-Key`` already made (nothing else happened then); ``id`` ...
+    ``balance_g``: the planting just made; otherwise the item and the balance say why not."""
+
+    # the planting made earlier with this key, if any
+    prior_id: uuid.UUID | None
+    prior_item_id: uuid.UUID | None
+    prior_quantity: int | None
+    prior_cost_g: int | None
+    prior_status: str | None  # the status the first reply showed
+    prior_certificate_number: str | None
+    prior_created_at: datetime | None
+    prior_balance_g: int | None
+    # the planting made now, if any
+    id: uuid.UUID | None
+    status: str | None
+    cost_g: int | None
+    certificate_number: str | None
+    created_at: datetime | None
+    balance_g: int | None
+    # the item as the statement began (names for the reply; why a refusal was refused)
+    item_found: bool
+    item_kind: str | None
+    item_name: str | None
+    item_species: str | None
+    item_unit: str | None
+    item_region: str | None
+    item_status: str | None
+    item_budget: int | None
+    item_taken: int | None
+    item_cost_g: int | None
+    partner_id: uuid.UUID | None
+    partner_name: str | None
+    # the payer's balance once locked (NULL: no such user, or a prior planting answered)
+    user_balance_g: int | None
+    # the payer's row changed while this statement waited for its lock (a concurrent request
+    # of the same user committed meanwhile — maybe one with this very key)
+    raced: bool
+
+
+# The payer's row is locked first and the item's budget taken only if the balance covers the
+# cost, so the debit that follows cannot fail: every refusal changes nothing. The user row is
+# locked before the (shared, hot) item row by every redemption, so two never deadlock.
+# ``prior`` sees only what committed before the statement began; a request with the same key
+# committed while this one waited on the payer's lock is caught by the unique index (or by
+# ``raced`` when this one is refused) and answered by running the statement again.
+_REDEEM_SQL = f"""
+WITH prior AS MATERIALIZED (
+    SELECT p.id, p.item_id, p.quantity, p.cost_g, p.history -> 0 ->> 'status' AS status,
+           p.certificate_number, p.created_at, burn.balance_after_g
+    FROM plantings p
+    LEFT JOIN LATERAL (
+        -- the balance the first reply showed: its burn's entry (newest first: it is recent)
+        SELECT e.balance_after_g FROM ledger_entries e
+        WHERE e.user_id = p.user_id AND e.account = 'user' AND e.reason = 'burn'
+          AND e.ref = 'planting:' || p.id
+        ORDER BY e.id DESC LIMIT 1
+    ) burn ON TRUE
+    WHERE p.user_id = :user AND p.idempotency_key = CAST(:key AS text)
+      AND p.created_at > :fresh_after
+), released AS (
+    -- a key past its time is forgotten, so it may make a new planting
+    UPDATE plantings SET idempotency_key = NULL
+    WHERE user_id = :user AND idempotency_key = CAST(:key AS text)
+      AND created_at <= :fresh_after
+    RETURNING id
+), payer_locked AS MATERIALIZED (
+    SELECT u.balance_g, CAST(u.xmin AS text) AS row_version FROM users u
+    WHERE u.id = :user AND NOT EXISTS (SELECT 1 FROM prior)
+    FOR NO KEY UPDATE
+), taken AS (
+    UPDATE catalog_items i
+    SET taken = i.taken + CAST(:quantity AS integer), updated_at = :now
+    FROM payer_locked me
+    WHERE i.id = :item AND i.status = 'available'
+      AND i.taken + CAST(:quantity AS integer) <= i.budget
+      AND me.balance_g >= i.cost_g * CAST(:quantity AS integer)
+    RETURNING i.id, i.kind, i.partner_id, i.cost_g * CAST(:quantity AS integer) AS cost_g
+), payer AS (
+    UPDATE users u SET balance_g = u.balance_g - taken.cost_g
+    FROM taken WHERE u.id = :user
+    RETURNING u.balance_g
+), numbered AS (
+    -- the certificate number comes from the planting's own sequence value; reading
+    -- ``released`` here frees an expired key before the insert below claims it again (a CTE
+    -- nobody reads would run only after the main query)
+    SELECT taken.*, nextval(pg_get_serial_sequence('plantings', 'seq')) AS seq,
+           CASE taken.kind WHEN 'virtual' THEN 'completed' ELSE 'reserved' END AS status
+    FROM taken CROSS JOIN (SELECT count(*) FROM released) AS freed
+), planted AS (
+    INSERT INTO plantings (id, seq, user_id, item_id, partner_id, kind, quantity, cost_g,
+        status, certificate_number, history, rules_version, idempotency_key, created_at,
+        updated_at)
+    SELECT :id, n.seq, :user, n.id, n.partner_id, n.kind, CAST(:quantity AS integer), n.cost_g,
+           n.status, 'CNP-' || CAST(:year AS text) || '-' || lpad(CAST(n.seq AS text), 8, '0'),
+           jsonb_build_array(jsonb_build_object('status', n.status, 'at', CAST(:at AS text))),
+           CAST(:version AS integer), CAST(:key AS text), :now, :now
+    FROM numbered n
+    RETURNING id, status, cost_g, certificate_number, created_at
+), burned AS ({
+    book(
+        "planted",
+        amount="planted.cost_g",
+        debit=user("CAST(:user AS uuid)", balance_after="payer.balance_g"),
+        credit=system(BURNED),
+        reason="'burn'",
+        ref="'planting:' || planted.id",
+        rules_version="CAST(:version AS integer)",
+        joins="CROSS JOIN payer",
+    )
+})
+SELECT prior.id AS prior_id, prior.item_id AS prior_item_id, prior.quantity AS prior_quantity,
+       prior.cost_g AS prior_cost_g, prior.status AS prior_status,
+       prior.certificate_number AS prior_certificate_number,
+       prior.created_at AS prior_created_at, prior.balance_after_g AS prior_balance_g,
+       planted.id, planted.status, planted.cost_g, planted.certificate_number, planted.created_at,
+       payer.balance_g,
+       i.id IS NOT NULL AS item_found, i.kind AS item_kind, i.name AS item_name,
+       i.species AS item_species, i.unit AS item_unit, i.region AS item_region,
+       i.status AS item_status, i.budget AS item_budget, i.taken AS item_taken,
+       i.cost_g AS item_cost_g, pa.id AS partner_id, pa.name AS partner_name,
+       me.balance_g AS user_balance_g,
+       coalesce(me.row_version <> CAST(snap.xmin AS text), FALSE) AS raced
+FROM (VALUES (1)) AS one (x)
+LEFT JOIN catalog_items i ON i.id = :item
+LEFT JOIN partners pa ON pa.id = i.partner_id
+LEFT JOIN prior ON TRUE
+LEFT JOIN payer_locked me ON TRUE
+LEFT JOIN users snap ON snap.id = :user
+LEFT JOIN planted ON TRUE
+LEFT JOIN payer ON TRUE
+"""  # noqa: S608 (composed from constant fragments; values travel as parameters)
+
+REDEEM = Statement(_REDEEM_SQL, row=Redemption)
+
+
+async def redeem(
+    pg: Pg,
+    *,
+    planting_id: uuid.UUID,
+    user_id: uuid.UUID,
+    item_id: uuid.UUID,
+    quantity: int,
+    key: str | None,
+    fresh_after: datetime,
+    rules_version: int,
+    now: datetime,
+) -> Redemption | None:
+    """Redeem in ONE statement (see :data:`REDEEM`): replay what ``key`` already made, or lock
+    the balance, take the budget, debit, write the planting and book the burn — or refuse,
+    changing nothing. None when a concurrent request with the same key planted first (its
+    planting committed while this one waited): running it again answers with that planting."""
+    try:
+        return await pg.fetch_one(
+            REDEEM,
+            id=planting_id,
+            user=user_id,
+            item=item_id,
+            quantity=quantity,
+            key=key,
+            fresh_after=fresh_after,
+            version=rules_version,
+            now=now,
+            year=f"{now.year:04d}",
+            at=history_at(now),
+        )
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name == KEY_INDEX:
+            return None
+        raise
+
+
+# a cancelled planting's energy back from system:burned, each user entry's balance running in
+# planting order (``moves``/``credited`` of :meth:`PlantingRepository.cancel_and_refund`)
+_REFUND = book(
+    "moves m",
+    amount="m.cost_g",
+    debit=system(BURNED),
+    credit=user("m.user_id", balance_after=running_balance("cr.balance_g", "m.total", "m.running")),
+    reason="'refund'",
+    ref="'planting:' || m.id",
+    rules_version="CAST(:version AS integer)",
+    joins="JOIN credited cr ON cr.id = m.user_id",
+)
 
 
 class PlantingRepository:
@@ -115,38 +311,12 @@ class PlantingRepository:
         exists = await self._row("SELECT 1 FROM catalog_items WHERE id = :id", {"id": item_id})
         return None if exists is None else False
 
-    async def take_budget(self, item_id: uuid.UUID, quantity: int, now: datetime) -> bool:
-        """Take ``quantity`` units of an available item's budget, or nothing (one statement)."""
-        row = await self._row(
-            "UPDATE catalog_items SET taken = taken + :quantity, updated_at = :now "
-            "WHERE id = :id AND status = 'available' AND taken + :quantity <= budget RETURNING id",
-            {"id": item_id, "quantity": quantity, "now": now},
-        )
-        return row is not None
-
     async def partner_for_item(self, partner_id: uuid.UUID) -> RowMapping | None:
         return await self._row(
             "SELECT id, name, scopes, disabled_at FROM partners WHERE id = :id", {"id": partner_id}
         )
 
     # --- plantings ----------------------------------------------------------------------------
-
-    async def insert_planting(self, values: dict[str, Any]) -> None:
-        """Insert a planting; its certificate number comes from its own sequence value, so
-        numbers are unique and increasing without another round trip."""
-        await self.session.execute(
-            text(
-                "WITH n AS (SELECT nextval(pg_get_serial_sequence('plantings', 'seq')) AS seq) "
-                "INSERT INTO plantings (id, seq, user_id, item_id, partner_id, kind, quantity, "
-                "cost_g, status, certificate_number, history, rules_version, created_at, "
-                "updated_at) "
-                "SELECT :id, n.seq, :user_id, :item_id, :partner_id, :kind, :quantity, :cost_g, "
-                "CAST(:status AS text), 'CNP-' || :year || '-' || lpad(n.seq::text, 8, '0'), "
-                "jsonb_build_array(jsonb_build_object('status', CAST(:status AS text), "
-                "'at', CAST(:at AS text))), :rules_version, :now, :now FROM n"
-            ),
-            {**values, "year": f"{values['now'].year:04d}", "at": history_at(values["now"])},
-        )
 
     async def planting(self, user_id: uuid.UUID, planting_id: uuid.UUID) -> RowMapping | None:
         return await self._row(
@@ -170,13 +340,36 @@ class PlantingRepository:
         )
 
     async def all_plantings(self, user_id: uuid.UUID) -> list[RowMapping]:
-        """Every planting of the user, oldest first (their data export)."""
+        """Every planting of the user, oldest first, with the ``Idempotency-Key`` it still
+        remembers (their data export)."""
         return await self._rows(
-            f"SELECT {_PLANTING_COLUMNS} FROM plantings p "  # noqa: S608
+            f"SELECT {_PLANTING_COLUMNS}, p.idempotency_key FROM plantings p "  # noqa: S608
             "JOIN catalog_items i ON i.id = p.item_id JOIN partners pa ON pa.id = p.partner_id "
             "WHERE p.user_id = :user ORDER BY p.seq",
             {"user": user_id},
         )
+
+    async def forget_keys_of(self, user_id: uuid.UUID) -> None:
+        """Drop the ``Idempotency-Key`` of every planting of the user (erasure)."""
+        await self.session.execute(
+            text(
+                "UPDATE plantings SET idempotency_key = NULL "
+                "WHERE user_id = :user AND idempotency_key IS NOT NULL"
+            ),
+            {"user": user_id},
+        )
+
+    async def forget_keys_before(self, cutoff: datetime) -> int:
+        """Drop the ``Idempotency-Key`` of plantings made before ``cutoff`` (worker job; the
+        partial unique index holds just the remembered keys, so this reads only those)."""
+        result: Any = await self.session.execute(
+            text(
+                "UPDATE plantings SET idempotency_key = NULL "
+                "WHERE idempotency_key IS NOT NULL AND created_at <= :cutoff"
+            ),
+            {"cutoff": cutoff},
+        )
+        return int(result.rowcount or 0)
 
     async def count_trees(self, user_id: uuid.UUID) -> int:
         value = (
@@ -381,22 +574,11 @@ class PlantingRepository:
                 FROM per_user WHERE u.id = per_user.user_id
                 RETURNING u.id, u.balance_g
             ), moves AS MATERIALIZED (
-                SELECT c.*, gen_random_uuid() AS transfer, pu.grams AS total,
+                SELECT c.*, pu.grams AS total,
                        CAST(sum(c.cost_g) OVER (PARTITION BY c.user_id ORDER BY c.seq) AS bigint)
                            AS running
                 FROM cancelled c JOIN per_user pu ON pu.user_id = c.user_id
-            ), entries AS (
-                INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-                SELECT transfer, 'system:burned', NULL::uuid, NULL::uuid, -cost_g, NULL::bigint,
-                       'refund', 'planting:' || id, CAST(:version AS integer),
-                       CAST(:now AS timestamptz)
-                FROM moves
-                UNION ALL
-                SELECT m.transfer, 'user', m.user_id, NULL::uuid, m.cost_g,
-                       cr.balance_g - m.total + m.running, 'refund', 'planting:' || m.id,
-                       CAST(:version AS integer), CAST(:now AS timestamptz)
-                FROM moves m JOIN credited cr ON cr.id = m.user_id
-            )
+            ), entries AS ({_REFUND})
             SELECT id, user_id, quantity, cost_g, certificate_number FROM moves ORDER BY seq
             """,  # noqa: S608 (only constant fragments are interpolated)
             {

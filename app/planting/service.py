@@ -3,32 +3,37 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
+import orjson
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.errors import NotFound
+from app.core.errors import Conflict, NotFound, Unauthorized
+from app.core.idempotency import IdempotencyKeyReused
 from app.core.ids import parse_id
 from app.core.pagination import split_page
-from app.ledger.transfers import debit_to_system
+from app.core.sql import Pg
+from app.planting import repository
 from app.planting.catalog import check_redeemable
 from app.planting.certificates import CertificateData
-from app.planting.errors import SoldOut
-from app.planting.repository import PlantingRepository
+from app.planting.errors import InsufficientEnergy, SoldOut
+from app.planting.repository import PlantingRepository, Redemption
 from app.planting.schemas import (
     HistoryEntry,
     Location,
     PartnerRef,
-    PlantingCreated,
     PlantingIn,
     PlantingItem,
     PlantingOut,
     PlantingPage,
 )
-from app.rules.registry import RulesRegistry
 
-BURNED_ACCOUNT = "system:burned"
+# an unparsable item id names no item; with a key it still runs, to tell reuse from 404
+_NO_ITEM = uuid.UUID(int=0)
+# a rerun answers a same-key race (the second sees the first's planting): twice is enough
+_RUNS = 3
 
 
 def planting_ref(planting_id: uuid.UUID) -> str:
@@ -62,60 +67,123 @@ def planting_out(row: RowMapping) -> PlantingOut:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class Redeemed:
+    """The 201 body of ``POST /v1/plantings`` (a :class:`PlantingCreated`), and whether it
+    answers a retry (``Idempotent-Replayed``)."""
+
+    body: bytes
+    replayed: bool
+
+
 async def redeem(
-    session: AsyncSession,
+    pg: Pg,
     user_id: uuid.UUID,
     payload: PlantingIn,
-    registry: RulesRegistry,
+    *,
+    key: str | None,
+    rules_version: int,
     now: datetime,
-) -> PlantingCreated:
-    """Burn the energy, take the budget and issue the certificate, all in the caller's
-    transaction: if any step refuses (``insufficient_energy``, ``sold_out``,
-    ``not_available``) nothing happened. Virtual items are ``completed`` at once; real ones
-    wait ``reserved`` to be cut into an order for their partner.
+    key_ttl: timedelta,
+) -> Redeemed:
+    """Burn the energy, take the budget and issue the certificate — one statement, so if any
+    step refuses (``insufficient_energy``, ``sold_out``, ``not_available``) nothing happened.
+    Virtual items are ``completed`` at once; real ones wait ``reserved`` to be cut into an
+    order for their partner.
 
-    The balance is debited first (the user's own row), the budget taken last (the item's row,
-    shared by everyone redeeming it), so the hot row is locked for the shortest time."""
-    repo = PlantingRepository(session)
-    item_id = parse_id(payload.item_id, "catalog item")
-    item = await repo.item(item_id)
-    if item is None:
-        raise NotFound("No such catalog item")
-    check_redeemable(item, payload.quantity)  # fail fast; the budget is taken atomically below
+    ``key`` (``Idempotency-Key``) is kept on the planting for ``key_ttl``: a retry with the
+    same item and quantity is answered the first reply again, from the planting and its
+    burn; another body is 422 ``idempotency_key_reused``. Refusals keep nothing, so a
+    corrected retry may reuse the key."""
+    if key is None:
+        item_id = parse_id(payload.item_id, "catalog item")
+    else:
+        try:
+            item_id = uuid.UUID(payload.item_id)
+        except ValueError:
+            item_id = _NO_ITEM
     planting_id = uuid.uuid4()
-    cost = item["cost_g"] * payload.quantity
-    version = registry.at(now).version
-    balance = await debit_to_system(
-        session,
-        user_id=user_id,
-        amount_g=cost,
-        account=BURNED_ACCOUNT,
-        reason="burn",
-        ref=planting_ref(planting_id),
-        rules_version=version,
-        now=now,
-    )
-    if not await repo.take_budget(item_id, payload.quantity, now):
-        # someone took the last units (or an operator closed the item) since the check above
-        check_redeemable(await repo.item(item_id) or item, payload.quantity)
-        raise SoldOut(f"No {item['name']} left this season")
-    await repo.insert_planting(
+    for run in range(_RUNS):
+        r = await repository.redeem(
+            pg,
+            planting_id=planting_id,
+            user_id=user_id,
+            item_id=item_id,
+            quantity=payload.quantity,
+            key=key,
+            fresh_after=now - key_ttl,
+            rules_version=rules_version,
+            now=now,
+        )
+        if r is None:
+            continue  # the same key planted concurrently and committed first: answer that
+        if r.prior_id is not None:
+            if (r.prior_item_id, r.prior_quantity) != (item_id, payload.quantity):
+                raise IdempotencyKeyReused(
+                    "This Idempotency-Key was used with a different request body"
+                )
+            return Redeemed(_reply(r, item_id, payload.quantity, prior=True), replayed=True)
+        if r.id is not None:
+            return Redeemed(_reply(r, item_id, payload.quantity, prior=False), replayed=False)
+        if key is not None and r.raced and run < _RUNS - 1:
+            continue  # refused after a concurrent request committed: was it this key's?
+        _refuse(r, payload.quantity)
+    raise Conflict("Another request with this Idempotency-Key is still running; retry")
+
+
+def _reply(r: Redemption, item_id: uuid.UUID, quantity: int, *, prior: bool) -> bytes:
+    """The :class:`PlantingCreated` body, straight from the statement's row. A replay shows
+    the planting as its first reply did (first status, the balance after its burn)."""
+    status = r.prior_status if prior else r.status
+    created_at = r.prior_created_at if prior else r.created_at
+    return orjson.dumps(
         {
-            "id": planting_id,
-            "user_id": user_id,
-            "item_id": item_id,
-            "partner_id": item["partner_id"],
-            "kind": item["kind"],
-            "quantity": payload.quantity,
-            "cost_g": cost,
-            "status": "completed" if item["kind"] == "virtual" else "reserved",
-            "rules_version": version,
-            "now": now,
-        }
+            "id": r.prior_id if prior else r.id,
+            "item": {
+                "id": item_id,
+                "kind": r.item_kind,
+                "name": r.item_name,
+                "species": r.item_species,
+                "unit": r.item_unit,
+                "region": r.item_region,
+                "partner": {"id": r.partner_id, "name": r.partner_name},
+            },
+            "quantity": quantity,
+            "cost_g": r.prior_cost_g if prior else r.cost_g,
+            "status": status,
+            "certificate_number": r.prior_certificate_number if prior else r.certificate_number,
+            "created_at": created_at,
+            "history": [{"status": status, "at": created_at}],
+            "location": None,
+            "planted_on": None,
+            "balance_g": r.prior_balance_g if prior else r.balance_g,
+        },
+        option=orjson.OPT_UTC_Z,
+        default=str,  # asyncpg's own UUID type
     )
-    row = await repo.planting(user_id, planting_id)
-    assert row is not None
-    return PlantingCreated(**planting_out(row).model_dump(), balance_g=balance)
+
+
+def _refuse(r: Redemption, quantity: int) -> None:
+    """Raise why the statement planted nothing: checked in the order the old steps refused
+    (the item, then the balance); a budget taken by someone else meanwhile is ``sold_out``."""
+    if not r.item_found:
+        raise NotFound("No such catalog item")
+    check_redeemable(
+        {
+            "status": r.item_status,
+            "budget": r.item_budget,
+            "taken": r.item_taken,
+            "name": r.item_name,
+            "unit": r.item_unit,
+        },
+        quantity,
+    )
+    if r.user_balance_g is None:  # the user row is gone (an erased user has no live login)
+        raise Unauthorized("This login has ended; sign in again")
+    cost = (r.item_cost_g or 0) * quantity
+    if r.user_balance_g < cost:
+        raise InsufficientEnergy(f"This needs {cost} g of energy")
+    raise SoldOut(f"No {r.item_name} left this season")
 
 
 async def get_planting(session: AsyncSession, user_id: uuid.UUID, planting_id: str) -> RowMapping:

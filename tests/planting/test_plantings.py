@@ -6,13 +6,22 @@ from __future__ import annotations
 import asyncio
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from typing import Any
 
 import httpx
+import pytest
 from fastapi import FastAPI
+from sqlalchemy import text
 
+from app.core.clock import FrozenClock
+from app.core.worker import Worker
+from app.planting.jobs import planting_jobs
 from app.planting.service import count_trees
 from tests.energy.conftest import ledger_ok
-from tests.helpers import assert_problem, register
+from tests.helpers import PASSWORD, assert_problem, register
 from tests.planting.conftest import (
     add_item,
     create_ngo,
@@ -24,6 +33,43 @@ from tests.planting.conftest import (
 )
 
 SVG = "{http://www.w3.org/2000/svg}"
+
+
+@asynccontextmanager
+async def user_row_held(
+    app: FastAPI, user_id: str
+) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Hold the user's row lock in another transaction; the yielded ``until_waiting(n)`` returns
+    once ``n`` statements wait for it. Requests started meanwhile all begin before any of them
+    can commit: the race of two retries sent at once, made certain."""
+    async with app.state.engine.connect() as conn:
+        transaction = await conn.begin()
+        await conn.execute(text("SELECT 1 FROM users WHERE id = :u FOR UPDATE"), {"u": user_id})
+
+        async def until_waiting(n: int) -> None:
+            for _ in range(500):
+                waiting = await scalar(
+                    app,
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock'",
+                )
+                if waiting >= n:
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError(f"fewer than {n} statements wait for the lock")
+
+        try:
+            yield until_waiting
+        finally:
+            await transaction.commit()
+
+
+async def keys_held(app: FastAPI) -> list[Any]:
+    async with app.state.engine.connect() as conn:
+        rows = await conn.execute(
+            text("SELECT idempotency_key FROM plantings WHERE idempotency_key IS NOT NULL")
+        )
+        return [r[0] for r in rows]
 
 
 class TestRedeem:
@@ -187,6 +233,214 @@ class TestRedeem:
         bodies = await asyncio.gather(*(plant(client, p, item["id"]) for p in players))
         numbers = sorted(b["certificate_number"] for b in bodies)
         assert len(set(numbers)) == 5
+
+
+class TestIdempotency:
+    async def test_a_retry_replays_the_first_reply_after_the_planting_moved_on(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        [alice] = await quick_players(app, 1)
+        await fund(app, alice.id, 100)
+        request = {
+            "json": {"item_id": item["id"]},
+            "headers": alice.headers | {"Idempotency-Key": "k"},
+        }
+        first = await client.post("/v1/plantings", **request)
+        assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+        await plant(client, alice, item["id"])  # more energy spent since
+        await cut_orders(client, admin_headers)  # and the first planting is ordered now
+        again = await client.post("/v1/plantings", **request)
+        assert again.status_code == 201 and again.headers["Idempotent-Replayed"] == "true"
+        assert again.headers["content-type"] == "application/json"
+        assert again.json() == first.json()
+        assert first.json()["balance_g"] == 90 and first.json()["status"] == "reserved"
+        now = await client.get(f"/v1/plantings/{first.json()['id']}", headers=alice.headers)
+        assert now.json()["status"] == "ordered"
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 2
+        assert await scalar(app, "SELECT balance_g FROM users") == 80
+        await ledger_ok(client, admin_headers)
+
+    @pytest.mark.parametrize("funds", [10, 1_000], ids=["one-affordable", "all-affordable"])
+    async def test_retries_sent_at_once_plant_once(
+        self,
+        client: httpx.AsyncClient,
+        admin_headers: dict[str, str],
+        app: FastAPI,
+        funds: int,
+    ) -> None:
+        # every retry starts before the first commits: with energy for one planting the others
+        # are refused for want of it, with plenty they collide on the key — either way they
+        # learn of the first planting and answer it
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        [alice] = await quick_players(app, 1)
+        await fund(app, alice.id, funds)
+        headers = alice.headers | {"Idempotency-Key": "once"}
+        async with user_row_held(app, alice.id) as until_waiting:
+            requests = [
+                asyncio.create_task(
+                    client.post("/v1/plantings", json={"item_id": item["id"]}, headers=headers)
+                )
+                for _ in range(3)
+            ]
+            await until_waiting(3)
+        responses = await asyncio.gather(*requests)
+        assert [r.status_code for r in responses] == [201] * 3, [r.text for r in responses]
+        assert len({r.text for r in responses}) == 1
+        assert sorted(r.headers.get("Idempotent-Replayed", "") for r in responses) == [
+            "",
+            "true",
+            "true",
+        ]
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 1
+        assert await scalar(app, "SELECT balance_g FROM users") == funds - 10
+        assert await scalar(app, "SELECT taken FROM catalog_items") == 1
+        await ledger_ok(client, admin_headers)
+
+    async def test_one_new_key_with_two_bodies_at_once_plants_once(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        [alice] = await quick_players(app, 1)
+        await fund(app, alice.id, 1_000)
+        headers = alice.headers | {"Idempotency-Key": "twice"}
+        async with user_row_held(app, alice.id) as until_waiting:
+            requests = [
+                asyncio.create_task(
+                    client.post(
+                        "/v1/plantings",
+                        json={"item_id": item["id"], "quantity": quantity},
+                        headers=headers,
+                    )
+                )
+                for quantity in (1, 2)
+            ]
+            await until_waiting(2)
+        responses = await asyncio.gather(*requests)
+        assert sorted(r.status_code for r in responses) == [201, 422]
+        assert_problem(
+            next(r for r in responses if r.status_code == 422), 422, "idempotency_key_reused"
+        )
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 1
+        await ledger_ok(client, admin_headers)
+
+    async def test_a_refused_request_leaves_its_key_free(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        [alice] = await quick_players(app, 1)
+        request = {
+            "json": {"item_id": item["id"]},
+            "headers": alice.headers | {"Idempotency-Key": "k"},
+        }
+        assert_problem(await client.post("/v1/plantings", **request), 409, "insufficient_energy")
+        await fund(app, alice.id, 10)
+        retry = await client.post("/v1/plantings", **request)
+        assert retry.status_code == 201 and "Idempotent-Replayed" not in retry.headers
+        assert retry.json()["balance_g"] == 0
+
+    async def test_another_body_is_refused_whatever_it_names(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        other = await add_item(client, admin_headers, ngo.id, name="Red willow", cost_g=10)
+        [alice] = await quick_players(app, 1)
+        await fund(app, alice.id, 100)
+        key = alice.headers | {"Idempotency-Key": "k"}
+        await plant(client, alice, item["id"], **{"Idempotency-Key": "k"})
+        for body in (
+            {"item_id": other["id"]},
+            {"item_id": item["id"], "quantity": 2},
+            {"item_id": "saxaul"},
+        ):
+            reused = await client.post("/v1/plantings", json=body, headers=key)
+            assert_problem(reused, 422, "idempotency_key_reused")
+        unknown = await client.post(
+            "/v1/plantings",
+            json={"item_id": "saxaul"},
+            headers=alice.headers | {"Idempotency-Key": "k2"},
+        )
+        assert_problem(unknown, 404, "not_found")
+        # the same request, spelled differently, is the same request
+        same = await client.post(
+            "/v1/plantings", json={"quantity": 1, "item_id": item["id"].upper()}, headers=key
+        )
+        assert same.status_code == 201 and same.headers["Idempotent-Replayed"] == "true"
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 1
+
+    async def test_keys_belong_to_their_user(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        alice, bob = await quick_players(app, 2)
+        for p in (alice, bob):
+            await fund(app, p.id, 10)
+        mine = await plant(client, alice, item["id"], **{"Idempotency-Key": "k"})
+        theirs = await plant(client, bob, item["id"], **{"Idempotency-Key": "k"})
+        assert mine["id"] != theirs["id"]
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 2
+
+    async def test_a_key_is_remembered_for_its_ttl_only(
+        self,
+        client: httpx.AsyncClient,
+        admin_headers: dict[str, str],
+        app: FastAPI,
+        clock: FrozenClock,
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        [alice] = await quick_players(app, 1)
+        await fund(app, alice.id, 100)
+        request = {
+            "json": {"item_id": item["id"]},
+            "headers": alice.headers | {"Idempotency-Key": "k"},
+        }
+        first = (await client.post("/v1/plantings", **request)).json()
+        clock.advance(app.state.settings.idempotency_ttl - timedelta(seconds=1))
+        replayed = await client.post("/v1/plantings", **request)
+        assert replayed.headers.get("Idempotent-Replayed") == "true"
+        clock.advance(timedelta(seconds=1))
+        later = await client.post("/v1/plantings", **request)
+        assert later.status_code == 201 and "Idempotent-Replayed" not in later.headers
+        assert later.json()["id"] != first["id"] and later.json()["balance_g"] == 80
+        assert await keys_held(app) == ["k"]  # now the second planting's
+        # and the worker forgets it once its time is up too
+        worker = Worker(app.state.sessionmaker, clock, planting_jobs(app.state.rules_registry))
+        await worker.run_due()
+        assert await keys_held(app) == ["k"]
+        clock.advance(app.state.settings.idempotency_ttl)
+        await Worker(
+            app.state.sessionmaker, clock, planting_jobs(app.state.rules_registry)
+        ).run_due()
+        assert await keys_held(app) == []
+
+    async def test_keys_are_exported_and_erased_with_their_user(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str], app: FastAPI
+    ) -> None:
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=10)
+        alice = await register(client, "alice")
+        await fund(app, alice.id, 100)
+        made = await plant(client, alice, item["id"], **{"Idempotency-Key": "alice-first-tree"})
+        await plant(client, alice, item["id"])
+        export = (await client.get("/v1/me/export", headers=alice.headers)).json()
+        assert next((p["id"], p["idempotency_key"]) for p in export["plantings"]) == (
+            made["id"],
+            "alice-first-tree",
+        )
+        assert export["plantings"][1]["idempotency_key"] is None
+        erased = await client.request(
+            "DELETE", "/v1/me", json={"password": PASSWORD}, headers=alice.headers
+        )
+        assert erased.status_code == 204
+        assert await keys_held(app) == []
+        assert await scalar(app, "SELECT count(*) FROM plantings") == 2  # the trees stay
 
 
 class TestConcurrency:
