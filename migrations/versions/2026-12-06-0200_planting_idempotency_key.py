@@ -1,7 +1,7 @@
 """plantings remember the Idempotency-Key that made them (one round trip per planting)
 
 Revision ID: 8d3f4a5b6c73
-Revises: 5a0c1d2e3f40
+Revises: 9e4a5b6c7d84
 Create Date: 2026-12-06 02:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "8d3f4a5b6c73"
-down_revision: str | None = "5a0c1d2e3f40"
+down_revision: str | None = "9e4a5b6c7d84"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
