@@ -5,7 +5,15 @@ from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
 from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
 from app.game.feed.models import FeedItem
-from app.game.models import BallSteal, Block, FriendRequest, Friendship, Prop, WateringDay
+from app.game.models import (
+    BallSteal,
+    Block,
+    CollectedScore,
+    FriendRequest,
+    Friendship,
+    Prop,
+    WateringDay,
+)
 from app.partners.models import Partner
 from app.planting.models import (
     CatalogItem,
@@ -25,6 +33,7 @@ __all__ = [
     "Block",
     "CapCounter",
     "CatalogItem",
+    "CollectedScore",
     "EnergyBall",
     "FeedItem",
     "FriendRequest",
