@@ -260,12 +260,15 @@ def _take(which: str, requested: str) -> Statement[TakeRow]:
         card AS (
             SELECT {takes_allowed(ME)} AS allowed
         ), candidates AS (
-            -- FOR UPDATE hands back the newest version of each row once its lock is ours, so
-            -- the sizes below are computed from what the ball holds now, not from the
-            -- statement's snapshot
+            -- FOR UPDATE hands back the newest version of each row once its lock is ours (and
+            -- checks it against these conditions again), so the sizes below are computed from
+            -- what the ball holds now, not from the statement's snapshot. Balls with nothing
+            -- left for me are not locked at all: a crowd of friends on one forest queues only
+            -- on balls that can still give.
             SELECT b.id, b.amount_g, b.remaining_g, b.stolen_g FROM energy_balls b
             WHERE b.user_id = {OWNER} AND EXISTS (SELECT 1 FROM friend) AND {which}
               AND b.stealable AND NOT {shielded(OWNER)} AND {ripe("b", NOW)}
+              AND {possible("b")} > 0 AND {my_takes("b", ME)} < {allowed}
             ORDER BY b.id
             FOR UPDATE
         ), sized AS (
