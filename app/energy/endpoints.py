@@ -1,11 +1,11 @@
-"""/v1/activities, /v1/steps, /v1/forest, /v1/energy/ledger, partner activities, ledger check."""
+"""/v1/activities, /v1/steps, /v1/energy/ledger, partner activities, ledger check."""
 
 from __future__ import annotations
 
 import datetime as dt
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query
 from starlette.responses import Response
 
 from app.accounts.dependencies import CurrentUser
@@ -17,7 +17,7 @@ from app.core.errors import NotFound
 from app.core.idempotency import IdempotencyDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
 from app.core.users import UserRef
-from app.energy import forest, steps
+from app.energy import steps
 from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, ingest
 from app.energy.repository import EnergyRepository
 from app.energy.schemas import (
@@ -25,29 +25,17 @@ from app.energy.schemas import (
     ActivityBatchResult,
     ActivityIn,
     ActivityResult,
-    BallOut,
-    CollectIn,
-    CollectionOut,
-    CollectOut,
-    CollectResult,
-    ForestOut,
-    ForestUser,
     LedgerEntryOut,
     LedgerPage,
     PartnerActivityBatchIn,
     PartnerActivityIn,
     StepsIn,
     StepsResult,
-    Trees,
-    UserRefOut,
 )
-from app.game.leaderboards.service import record_in_background
-from app.game.props import service as props
 from app.ledger import entries as ledger
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
 from app.partners.schemas import Scope
-from app.planting.service import count_trees
 
 router = APIRouter(tags=["energy"])
 partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
@@ -254,94 +242,6 @@ async def put_steps(
         status="minted" if state.minted else "recording",
         energy_g=state.energy_g,
     )
-
-
-def _ball_out(ball: forest.BallView) -> BallOut:
-    return BallOut(
-        id=ball.id,
-        kind=ball.kind,
-        amount_g=ball.amount_g,
-        remaining_g=ball.remaining_g,
-        created_at=ball.created_at,
-        ripens_at=ball.ripens_at,
-        expires_at=ball.expires_at,
-        state=ball.state,
-        stealable=ball.stealable,
-        rules_version=ball.rules_version,
-        collections=[
-            CollectionOut(
-                by=UserRefOut(id=c.by_id, handle=c.by_handle), amount_g=c.amount_g, at=c.at
-            )
-            for c in ball.collections
-        ],
-    )
-
-
-@router.get("/v1/forest", response_model=ForestOut)
-async def get_forest(
-    user: CurrentUser,
-    session: SessionDep,
-    registry: RegistryDep,
-    clock: ClockDep,
-    all: Annotated[bool, Query(description="include collected and expired balls")] = False,
-) -> ForestOut:
-    """Your balls (live ones unless ``all``), balance and trees; ``now`` is the server's time."""
-    now = clock.now()
-    await steps.mint_closed_days(session, _ref(user), registry, now)
-    balls = await forest.list_balls(session, user.id, now, include_all=all)
-    cards = await props.inventory(session, user.id, registry.at(now), now)
-    assert user.handle is not None
-    return ForestOut(
-        now=now,
-        user=ForestUser(id=user.id, handle=user.handle, display_name=user.display_name),
-        balance_g=user.balance_g,
-        balls=[_ball_out(b) for b in balls],
-        shield_until=next((c.active_until for c in cards if c.type == props.SHIELD), None),
-        # the cards running now (the whole inventory is GET /v1/props)
-        props=[
-            {"type": c.type, "count": c.count, "active_until": c.active_until}
-            for c in cards
-            if c.active_until is not None
-        ],
-        trees=Trees(count=await count_trees(session, user.id)),
-    )
-
-
-@router.post("/v1/forest/collect", response_model=CollectOut)
-async def collect(
-    user: CurrentUser,
-    session: SessionDep,
-    clock: ClockDep,
-    limiter: LimiterDep,
-    idem: IdempotencyDep,
-    request: Request,
-    background: BackgroundTasks,
-    payload: CollectIn | None = None,
-) -> Response:
-    """Collect every ripe ball, or the given ones; per-ball status for each."""
-    await limiter.hit("collect", f"user:{user.id}")
-
-    collected = 0
-
-    async def produce() -> CollectOut:
-        nonlocal collected
-        ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
-        balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
-        collected = sum(o.collected_g for o in outcomes)
-        return CollectOut(
-            collected_g=collected,
-            balance_g=balance,
-            results=[
-                CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
-                for o in outcomes
-            ],
-        )
-
-    response = await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
-    if collected:
-        # scores changed: refresh the leaderboards from PostgreSQL once this has committed
-        background.add_task(record_in_background, request.app.state, [user.id], clock.now())
-    return response
 
 
 @router.get("/v1/energy/ledger", response_model=LedgerPage)
