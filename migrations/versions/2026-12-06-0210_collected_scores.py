@@ -4,7 +4,7 @@ Kept by the collect statements so the friends list and the Redis boards get a us
 scores without summing ledger entries; restarted from the ledger whenever a period changes.
 
 Revision ID: 7c2e3f4a5b62
-Revises: 5a0c1d2e3f40
+Revises: 8d3f4a5b6c73
 Create Date: 2026-12-06 02:00:00
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "7c2e3f4a5b62"
-down_revision: str | None = "5a0c1d2e3f40"
+down_revision: str | None = "8d3f4a5b6c73"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
