@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from app.ledger.balls import BallState, expired, live, ripe
 from app.ledger.booking import Side, ball, book, running_balance
+from app.ledger.booking import user as ledger_user
 
 __all__ = [
     "ME",
@@ -29,7 +30,7 @@ NOW = "CAST(:now AS timestamptz)"
 def collector(user: str, ball_id: str, *, balance_after: str) -> Side:
     """The user side of a collect or take: the user's balance, noting which ball it came from
     (the forest lists a ball's collections from these entries)."""
-    return Side("'user'", user, ball_id, balance_after)
+    return ledger_user(user, balance_after=balance_after, ball=ball_id)
 
 
 def state_of(b: str = "b") -> str:

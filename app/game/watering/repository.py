@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from app.core.sql import Statement
 from app.game.feed.service import WATERED_YOU
 from app.game.friends.repository import friend_of
-from app.ledger.booking import Side, ball, book
+from app.ledger.booking import ball, book, user
 
 ME = "CAST(:me AS uuid)"
 OWNER = "CAST(:owner AS uuid)"
@@ -33,7 +33,7 @@ _ENTRIES = book(
     "paid",
     amount=AMOUNT,
     # the giver's entry names the ball the energy went into
-    debit=Side("'user'", ME, BALL, "paid.balance_g"),
+    debit=user(ME, balance_after="paid.balance_g", ball=BALL),
     credit=ball(OWNER, BALL),
     reason="'water'",
     ref=REF,
