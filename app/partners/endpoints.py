@@ -10,6 +10,7 @@ from app.core.deps import ClockDep, KeysDep, SettingsDep
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.dependencies import PartnerDep
+from app.partners.keys import forget_partner
 from app.partners.schemas import (
     PartnerCreate,
     PartnerCreated,
@@ -42,7 +43,9 @@ async def list_partners(session: SessionDep) -> PartnerList:
 @admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
 async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
     """Issue a new API key; the old one stops working at once."""
-    return await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
+    rotated = await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
+    forget_partner(rotated.id)  # here at once; other processes hear it when this commits
+    return rotated
 
 
 @partner_router.get("/me", response_model=PartnerSelf)
