@@ -86,13 +86,14 @@ def _folds_sql(wall: str, tz: str) -> str:
     after the nearest change (one day either side is further than any change's reach); a reading
     that maps back to itself exists. In a gap neither does, and fold 0 takes the offset before
     the change (so 02:30 on a spring-forward night is 03:30 after the jump, as in zoneinfo)."""
-    utc = f"(({wall}) AT TIME ZONE 'UTC')"
-    before = _offset_sql(f"{utc} - interval '1 day'", tz)
-    after = _offset_sql(f"{utc} + interval '1 day'", tz)
+    before = _offset_sql("u_.utc - interval '1 day'", tz)
+    after = _offset_sql("u_.utc + interval '1 day'", tz)
     return (
-        f"(SELECT {utc} - {before} AS c0, {utc} - {after} AS c1) AS c_ "
-        f"CROSS JOIN LATERAL (SELECT (c_.c0 AT TIME ZONE {tz}) = ({wall}) AS ok0, "
-        f"(c_.c1 AT TIME ZONE {tz}) = ({wall}) AS ok1) AS ok_ "
+        f"(SELECT {wall} AS wall) AS w_ "
+        "CROSS JOIN LATERAL (SELECT w_.wall AT TIME ZONE 'UTC' AS utc) AS u_ "
+        f"CROSS JOIN LATERAL (SELECT u_.utc - {before} AS c0, u_.utc - {after} AS c1) AS c_ "
+        f"CROSS JOIN LATERAL (SELECT (c_.c0 AT TIME ZONE {tz}) = w_.wall AS ok0, "
+        f"(c_.c1 AT TIME ZONE {tz}) = w_.wall AS ok1) AS ok_ "
         "CROSS JOIN LATERAL (SELECT CASE WHEN ok_.ok0 OR NOT ok_.ok1 THEN c_.c0 ELSE c_.c1 END "
         "AS f0, CASE WHEN ok_.ok1 THEN c_.c1 END AS f1) AS folds_"
     )
