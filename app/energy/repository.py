@@ -240,6 +240,7 @@ def minting() -> str:
         SELECT ball_id, user_id, kind, ref, grams, grams, true, {NOW}, ripens_at,
             GREATEST(ripens_at, {NOW}) + expire_after, 0, 0, version
         FROM decided WHERE grams > 0
+        RETURNING *  -- for a statement that reads balls next: its snapshot does not show these
     ),
     minted AS ({entries}),
     credited AS (
@@ -595,13 +596,13 @@ RECORD_STEPS = Statement(
 )
 
 
-def _close_days(candidates: str, *, skip_locked: bool) -> Statement[ClosedRow]:
-    """Mint the ended, unminted step days of the users ``candidates`` (a CTE body giving
-    ``user_id``), each after its local date is over."""
-    return Statement(
-        f"""
-        WITH RECURSIVE
-        {WALKING_TERMS},
+def closing_days(candidates: str, *, skip_locked: bool = False) -> str:
+    """CTEs (after ``WITH RECURSIVE`` and :data:`WALKING_TERMS`) that mint the ended, unminted
+    step days of the users ``candidates`` (a query giving ``user_id``), each once its local date
+    is over. A statement that reads the forest afterwards finds the new balls in ``grown`` (its
+    snapshot predates them) and the closed days in ``closing``. Parameters: ``now`` and those of
+    :func:`app.energy.steps.walking_terms`."""
+    return f"""
         candidates AS ({candidates}),
         who AS MATERIALIZED (
             {lock_users("SELECT user_id FROM candidates", skip_locked=skip_locked)}
@@ -629,15 +630,30 @@ def _close_days(candidates: str, *, skip_locked: bool) -> Statement[ClosedRow]:
             FROM due d JOIN outcomes o ON o.n = d.n
             JOIN days s ON s.user_id = d.user_id AND s.day = d.day
         ),
-        {WRITE_DAYS}
+        {WRITE_DAYS}"""  # noqa: S608 (composed from this module's constant parts)
+
+
+def _close_days(candidates: str, *, skip_locked: bool) -> Statement[ClosedRow]:
+    return Statement(
+        f"""
+        WITH RECURSIVE
+        {WALKING_TERMS},
+        {closing_days(candidates, skip_locked=skip_locked)}
         SELECT count(*) AS minted FROM due
         """,  # noqa: S608 (composed from this module's constant parts)
         row=ClosedRow,
     )
 
 
-# one user's ended days (when their forest is read)
-CLOSE_USER_DAYS = _close_days("SELECT CAST(:user AS uuid) AS user_id", skip_locked=False)
+# one user's ended days (when their forest is read); the user is locked only when a day is due,
+# so reading a forest with nothing to mint takes no lock
+CLOSE_USER_DAYS = _close_days(
+    f"""SELECT s.user_id FROM step_days s JOIN users u ON u.id = s.user_id
+        WHERE s.user_id = CAST(:user AS uuid) AND s.minted_at IS NULL AND u.erased_at IS NULL
+          AND s.day < {local_date_sql(NOW, "u.timezone")}
+        LIMIT 1""",  # noqa: S608 (constant parts)
+    skip_locked=False,
+)
 # the worker: the oldest ended days of anyone, a batch at a time, skipping users busy elsewhere
 CLOSE_DUE_DAYS = _close_days(
     f"""SELECT DISTINCT user_id FROM (
