@@ -48,4 +48,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute("DROP TRIGGER auth_sessions_revoked ON auth_sessions")
     op.execute("DROP FUNCTION canopy_notify_revoked()")
-    op.drop_index("ix_auth_sessions_revoked_at", table_name="auth_sessions", postgresql_where=WHERE)
+    op.drop_index(
+        "ix_auth_sessions_revoked_at", table_name="auth_sessions", postgresql_where=WHERE
+    )
