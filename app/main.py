@@ -39,6 +39,7 @@ from app.game.props.endpoints import router as props_router
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
+from app.partners.keys import PartnerKeys
 from app.planting.endpoints import admin_router as planting_admin_router
 from app.planting.endpoints import partner_router as planting_partner_router
 from app.planting.endpoints import router as planting_router
@@ -80,6 +81,9 @@ def create_app(
         )
         await revocations.start()
         app.state.revocations = revocations
+        partner_keys = PartnerKeys(dsn, pg, poll_seconds=settings.revocation_poll_seconds)
+        await partner_keys.start()
+        app.state.partner_keys = partner_keys
         app.state.sessionmaker = sessionmaker
         app.state.redis = redis
         app.state.rules_registry = registry
@@ -117,6 +121,7 @@ def create_app(
             await watcher.stop()
             await app.state.leaderboard_flusher.close()
             await revocations.stop()
+            await partner_keys.stop()
             await pg.close()
             await redis.aclose()
             await engine.dispose()

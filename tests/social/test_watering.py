@@ -243,7 +243,9 @@ class TestDailyLimit:
         given = [r for i, r in enumerate(responses) if i != 2]
         watered = sum(r.status_code == 201 for r in given)
         assert 2 <= watered <= 4
-        assert all(r.json()["code"] == "insufficient_energy" for r in given if r.status_code != 201)
+        assert all(
+            r.json()["code"] == "insufficient_energy" for r in given if r.status_code != 201
+        ), [r.text[:300] for r in given]
         assert await balance(client, alice) == 160 - 33 * watered
         await ledger_ok(client, admin_headers)
 

@@ -60,9 +60,16 @@ WATER = Statement(
         WHERE w.count < {LIMIT}
         RETURNING count
     ), paid AS (
-        UPDATE users SET balance_g = balance_g - {AMOUNT}
-        WHERE id = {ME} AND balance_g >= {AMOUNT} AND EXISTS (SELECT 1 FROM counted)
-        RETURNING balance_g
+        -- The new balance is computed from the locked row ``giver`` read, not from the row
+        -- this UPDATE finds: that is the statement snapshot's version, which may predate a
+        -- collect that committed while we waited for the lock. A condition on it would skip the
+        -- row on a stale "too little", and an expression on it is checked against the CHECK
+        -- constraint before PostgreSQL notices the newer version (a false violation). Nobody can
+        -- change the row between ``giver`` and here: we hold its lock.
+        UPDATE users u SET balance_g = g.balance_g - {AMOUNT}
+        FROM giver g
+        WHERE u.id = g.id AND EXISTS (SELECT 1 FROM counted)
+        RETURNING u.balance_g
     ), made AS (
         INSERT INTO energy_balls (id, user_id, kind, ref, amount_g, remaining_g, stealable,
             created_at, ripens_at, expires_at, expired_at, expired_g, stolen_g, rules_version)
