@@ -17,10 +17,12 @@ from app.core import migrate as migrations
 from app.core.observability import configure_logging
 from app.core.services import Services, resolve_services
 from app.game.simulator.cli import simulate
+from app.keys import keys_app
 from app.rules.cli import rules_app
 
 app = typer.Typer(help="Canopy: personal carbon accounts, Ant Forest style.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
 app.command("simulate")(simulate)
 
 logger = logging.getLogger("canopy.cli")
@@ -59,6 +61,12 @@ def serve(
             "CANOPY_JWT_SECRET is unset: using the secret kept in %s; set it when running more "
             "than one host",
             settings.data_dir,
+        )
+    if settings.database_url and settings.encryption_key is None:
+        logger.warning(
+            "CANOPY_ENCRYPTION_KEY is unset: secrets at rest are encrypted with a key derived "
+            "from the JWT secret, so losing that secret loses them; set CANOPY_ENCRYPTION_KEY "
+            "and run canopy keys rotate (docs/operations.md)"
         )
     services = _services()
     try:
