@@ -44,7 +44,8 @@ from app.planting.endpoints import router as planting_router
 from app.rules.endpoints import router as rules_admin_router
 from app.rules.hot import RulesWatcher
 from app.rules.loader import load_rules
-from app.rules.registry import load_registry, publish_at_startup
+from app.rules.registry import load_registry
+from app.rules.service import log_file_sync, sync_rules_file
 
 logger = logging.getLogger("canopy")
 
@@ -67,7 +68,7 @@ def create_app(
         dsn = plain_dsn(services.database_url)
         pg = await Pg.connect(dsn, min_size=1, max_size=settings.hot_pool_size)
         async with sessionmaker() as session, session.begin():
-            await publish_at_startup(session, rules, clock.now())
+            log_file_sync(await sync_rules_file(session, rules, clock.now()))
             registry = await load_registry(session)
         app.state.settings = settings
         app.state.clock = clock

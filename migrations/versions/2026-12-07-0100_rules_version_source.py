@@ -1,0 +1,56 @@
+"""rules versions record who published them and which one the rules file last held; a text
+may be published again (rollback)
+
+Revision ID: 4b7e1c2d3f95
+Revises: 8d3f4a5b6c73
+Create Date: 2026-12-07 01:00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "4b7e1c2d3f95"
+down_revision: str | None = "8d3f4a5b6c73"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.add_column(
+        "rules_versions",
+        sa.Column("source", sa.String(length=8), nullable=False, server_default="file"),
+    )
+    op.add_column(
+        "rules_versions", sa.Column("file_synced_at", sa.DateTime(timezone=True), nullable=True)
+    )
+    # versions published through the API or the CLI are in the audit log; the rest came from
+    # the rules file at start
+    op.execute(
+        """
+        UPDATE rules_versions v
+           SET source = CASE WHEN a.actor = 'cli' THEN 'cli' ELSE 'api' END
+          FROM audit_entries a
+         WHERE a.action = 'rules.published' AND a.target = 'rules:' || v.version
+        """
+    )
+    # the file's baseline: the last version it published
+    op.execute(
+        """
+        UPDATE rules_versions SET file_synced_at = created_at
+         WHERE version = (SELECT max(version) FROM rules_versions WHERE source = 'file')
+        """
+    )
+    op.alter_column("rules_versions", "source", server_default=None)
+    op.drop_constraint("uq_rules_versions_sha256", "rules_versions", type_="unique")
+    op.create_index("ix_rules_versions_sha256", "rules_versions", ["sha256"], unique=False)
+
+
+def downgrade() -> None:
+    op.drop_index("ix_rules_versions_sha256", table_name="rules_versions")
+    # fails, naming the constraint, if a text was published twice (a rollback happened): those
+    # versions are referenced by balls and ledger entries and cannot be dropped
+    op.create_unique_constraint("uq_rules_versions_sha256", "rules_versions", ["sha256"])
+    op.drop_column("rules_versions", "file_synced_at")
+    op.drop_column("rules_versions", "source")
