@@ -148,10 +148,28 @@ class Settings(BaseSettings):
     )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["json", "text"] = "json"
-    db_pool_size: int = Field(default=10, ge=1)
-    db_max_overflow: int = Field(default=20, ge=0)
-    hot_pool_size: int = Field(
-        default=10, ge=1, description="asyncpg connections per process for the hot paths"
+    db_max_connections: int = Field(
+        default=80,
+        ge=1,
+        description="PostgreSQL connections one `canopy serve` may hold, all its processes "
+        "together; each process's pools are sized from its share (app/core/pools.py)",
+    )
+    processes: int = Field(
+        default=1,
+        ge=1,
+        description="processes sharing CANOPY_DB_MAX_CONNECTIONS (canopy serve sets it to "
+        "--workers; set it when running uvicorn yourself)",
+    )
+    db_pool_size: int | None = Field(
+        default=None, ge=1, description="SQLAlchemy pool per process (unset: from the budget)"
+    )
+    db_max_overflow: int | None = Field(
+        default=None, ge=0, description="SQLAlchemy overflow per process (unset: from the budget)"
+    )
+    hot_pool_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="asyncpg connections per process for the hot paths (unset: from the budget)",
     )
     revocation_poll_seconds: float = Field(
         default=1.0, ge=0, description="backstop reload of revoked logins (0: notifications only)"
