@@ -70,7 +70,8 @@ def _secret_list(value: object) -> object:
 class Settings(BaseSettings):
     """Canopy's settings. Every contract variable is here; the rest have safe defaults."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
+    # an empty variable counts as unset (compose's ${X:-} passes optional secrets as "")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", env_ignore_empty=True)
 
     @classmethod
     def settings_customise_sources(
