@@ -25,7 +25,11 @@ class RulesVersion(SQLModel, table=True):
     text: str = Field(sa_type=Text)
     effective_from: datetime = ts_field(index=True)
     created_at: datetime = ts_field()
-    source: str = Field(default="api", sa_type=String(8))
+    # the server default serves the previous release during a rolling deploy (it only ever
+    # published the file at start, or through the API, which its audit entries tell apart)
+    source: str = Field(
+        default="api", sa_type=String(8), sa_column_kwargs={"server_default": "file"}
+    )
     # when the configured rules file was last seen holding this version's text: the version
     # with the latest mark is the file's baseline (what the file is compared with at start)
     file_synced_at: datetime | None = ts_field(nullable=True)

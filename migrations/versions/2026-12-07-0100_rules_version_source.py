@@ -42,7 +42,7 @@ def upgrade() -> None:
          WHERE version = (SELECT max(version) FROM rules_versions WHERE source = 'file')
         """
     )
-    op.alter_column("rules_versions", "source", server_default=None)
+    # the default stays: instances of the previous release (a rolling deploy) insert without it
     op.drop_constraint("uq_rules_versions_sha256", "rules_versions", type_="unique")
     op.create_index("ix_rules_versions_sha256", "rules_versions", ["sha256"], unique=False)
 

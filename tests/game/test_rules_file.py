@@ -55,7 +55,8 @@ async def restart_with(settings: Settings, clock: FrozenClock, path: Path, text:
     """Start (and stop) another process whose CANOPY_RULES file holds ``text``."""
     path.write_text(text, encoding="utf-8")
     other = create_app(settings.model_copy(update={"rules": path}), clock=clock, run_worker=False)
-    async with LifespanManager(other):
+    # a changed file runs the guardrail's simulation at start: seconds, on a busy machine more
+    async with LifespanManager(other, startup_timeout=60):
         pass
 
 
