@@ -43,14 +43,25 @@ def upgrade() -> None:
         """
     )
     # the default stays: instances of the previous release (a rolling deploy) insert without it
-    op.drop_constraint("uq_rules_versions_sha256", "rules_versions", type_="unique")
-    op.create_index("ix_rules_versions_sha256", "rules_versions", ["sha256"], unique=False)
+    # both may be absent/present already after a downgrade that could not restore uniqueness
+    op.execute("ALTER TABLE rules_versions DROP CONSTRAINT IF EXISTS uq_rules_versions_sha256")
+    op.create_index(
+        "ix_rules_versions_sha256", "rules_versions", ["sha256"], unique=False, if_not_exists=True
+    )
 
 
 def downgrade() -> None:
-    op.drop_index("ix_rules_versions_sha256", table_name="rules_versions")
-    # fails, naming the constraint, if a text was published twice (a rollback happened): those
-    # versions are referenced by balls and ledger entries and cannot be dropped
-    op.create_unique_constraint("uq_rules_versions_sha256", "rules_versions", ["sha256"])
+    # a rollback may have published a text twice; those versions are referenced by balls and
+    # ledger entries and cannot be dropped, so the unique constraint only comes back when the
+    # texts are still unique (the previous release reads either way; it can then not publish
+    # a new text until the duplicates are gone)
+    duplicates = (
+        op.get_bind()
+        .execute(sa.text("SELECT count(*) - count(DISTINCT sha256) FROM rules_versions"))
+        .scalar_one()
+    )
+    if not duplicates:
+        op.drop_index("ix_rules_versions_sha256", table_name="rules_versions")
+        op.create_unique_constraint("uq_rules_versions_sha256", "rules_versions", ["sha256"])
     op.drop_column("rules_versions", "file_synced_at")
     op.drop_column("rules_versions", "source")

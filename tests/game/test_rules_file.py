@@ -222,8 +222,20 @@ class TestUpgradeFromBeforeSources:
         finally:
             drop_database(test_servers, url)
 
+    def test_down_and_up_again_after_a_rollback(self, test_servers: TestServers) -> None:
+        url = fresh_database(test_servers, "canopy_rules_down")
+        try:
+            migrate.upgrade(url)
+            asyncio.run(_seed_old_versions(url, same_text=True))  # a text published twice
+            migrate.downgrade(url, "8d3f4a5b6c73")  # keeps a plain index: cannot be unique
+            migrate.upgrade(url)
+            rows = asyncio.run(_fetch(url, "SELECT count(*) AS n FROM rules_versions"))
+            assert rows[0]["n"] == 4
+        finally:
+            drop_database(test_servers, url)
 
-async def _seed_old_versions(url: str) -> None:
+
+async def _seed_old_versions(url: str, *, same_text: bool = False) -> None:
     conn = await asyncpg.connect(_plain_dsn(url))
     try:
         for v in (1, 2, 3, 4):
@@ -231,7 +243,7 @@ async def _seed_old_versions(url: str) -> None:
                 "INSERT INTO rules_versions (version, sha256, label, text, effective_from, created_at) "
                 "VALUES ($1, $2, 'x', 'x', now(), now())",
                 v,
-                f"{v:064d}",
+                f"{1 if same_text else v:064d}",
             )
         for v, actor in ((2, "admin-token"), (3, "cli")):
             await conn.execute(
