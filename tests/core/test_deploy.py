@@ -98,3 +98,21 @@ class TestComposeFile:
 class TestHealthCheck:
     def test_nothing_listening_is_unhealthy(self) -> None:
         assert healthy(str(free_port()), timeout=0.5) is False
+
+
+class TestOperationsGuide:
+    def test_the_citus_plan_names_every_table(self) -> None:
+        import re
+
+        from app.models import metadata
+
+        guide = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
+        plan = guide[guide.index("CREATE EXTENSION citus;") :]
+        placed = set(
+            re.findall(
+                r"(?:create_distributed_table|create_reference_table|"
+                r"citus_add_local_table_to_metadata)\('(\w+)'",
+                plan,
+            )
+        )
+        assert {t.name for t in metadata.sorted_tables} <= placed
