@@ -163,7 +163,8 @@ def _owner_user(owner: str) -> uuid.UUID | None:
 
 
 def _dump(result: BaseModel) -> bytes:
-    return orjson.dumps(result.model_dump(mode="json"))
+    # by alias: a schema may name a field after a Python keyword (``from``)
+    return orjson.dumps(result.model_dump(mode="json", by_alias=True))
 
 
 async def get_idempotency(

@@ -185,16 +185,18 @@ async def acknowledge_order(
     partner: OrdersPartner,
     session: SessionDep,
     clock: ClockDep,
+    idem: IdempotencyDep,
     payload: AcknowledgeIn | None = None,
-) -> OrderOut:
+) -> Response:
     """You have the order (optionally with your own reference for it)."""
-    return await orders.acknowledge(
-        session,
-        partner.id,
-        parse_id(order_id, "order"),
-        payload.external_ref if payload else None,
-        clock.now(),
-    )
+    order = parse_id(order_id, "order")
+
+    async def produce() -> OrderOut:
+        return await orders.acknowledge(
+            session, partner.id, order, payload.external_ref if payload else None, clock.now()
+        )
+
+    return await idem.run(owner=f"partner:{partner.id}", status_code=200, produce=produce)
 
 
 @partner_router.post("/orders/{order_id}/reports", status_code=201, response_model=ReportCreated)
@@ -222,9 +224,12 @@ async def report_planting(
 
 @admin_router.post("/catalog", status_code=201, response_model=CatalogAdminOut)
 async def create_catalog_item(
-    payload: CatalogCreate, session: SessionDep, clock: ClockDep
-) -> CatalogAdminOut:
-    return await catalog.create_item(session, payload, clock.now())
+    payload: CatalogCreate, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+) -> Response:
+    async def produce() -> CatalogAdminOut:
+        return await catalog.create_item(session, payload, clock.now())
+
+    return await idem.run(owner="admin", status_code=201, produce=produce)
 
 
 @admin_router.patch("/catalog/{item_id}", response_model=CatalogAdminOut)

@@ -53,14 +53,19 @@ async def send_request(
     session: SessionDep,
     clock: ClockDep,
     limiter: LimiterDep,
+    idem: IdempotencyDep,
 ) -> Response:
     """Ask someone (by handle) to be friends; if they already asked you, you are friends now."""
     await limiter.hit("friend_requests", f"user:{user.id}")
-    request, created = await service.send_request(session, user.id, payload.handle, clock.now())
-    return Response(
-        request.model_dump_json(by_alias=True),
-        status_code=201 if created else 200,
-        media_type="application/json",
+    created = False
+
+    async def produce() -> FriendRequestOut:
+        nonlocal created
+        request, created = await service.send_request(session, user.id, payload.handle, clock.now())
+        return request
+
+    return await idem.run(
+        owner=f"user:{user.id}", status_code=lambda _: 201 if created else 200, produce=produce
     )
 
 
@@ -78,22 +83,38 @@ async def list_requests(
 
 @router.post("/friend-requests/{request_id}/accept", response_model=FriendRequestOut)
 async def accept(
-    request_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, limiter: LimiterDep
-) -> FriendRequestOut:
+    request_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
     await limiter.hit("friend_requests", f"user:{user.id}")
-    return await service.respond(
-        session, user.id, parse_id(request_id, "friend request"), True, clock.now()
-    )
+    request = parse_id(request_id, "friend request")
+
+    async def produce() -> FriendRequestOut:
+        return await service.respond(session, user.id, request, True, clock.now())
+
+    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
 
 
 @router.post("/friend-requests/{request_id}/decline", response_model=FriendRequestOut)
 async def decline(
-    request_id: str, user: CurrentUser, session: SessionDep, clock: ClockDep, limiter: LimiterDep
-) -> FriendRequestOut:
+    request_id: str,
+    user: CurrentUser,
+    session: SessionDep,
+    clock: ClockDep,
+    limiter: LimiterDep,
+    idem: IdempotencyDep,
+) -> Response:
     await limiter.hit("friend_requests", f"user:{user.id}")
-    return await service.respond(
-        session, user.id, parse_id(request_id, "friend request"), False, clock.now()
-    )
+    request = parse_id(request_id, "friend request")
+
+    async def produce() -> FriendRequestOut:
+        return await service.respond(session, user.id, request, False, clock.now())
+
+    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
 
 
 @router.get("/friends", response_model=FriendList)

@@ -32,12 +32,22 @@ async def list_props(
 
 @router.post("/{prop_type}/use", response_model=PropUsed)
 async def use_prop(
-    prop_type: str, user: CurrentUser, session: SessionDep, rules: RulesDep, clock: ClockDep
-) -> PropUsed:
+    prop_type: str,
+    user: CurrentUser,
+    session: SessionDep,
+    rules: RulesDep,
+    clock: ClockDep,
+    idem: IdempotencyDep,
+) -> Response:
     """Use one card: ``shield`` stops friends collecting from you, ``double_collect`` lets you
-    take twice from a friend's ball, until ``active_until``."""
-    until = await service.use(session, user.id, prop_type, rules, clock.now())
-    return PropUsed(type=prop_type, active_until=until)
+    take twice from a friend's ball, until ``active_until``. A retry with the same
+    ``Idempotency-Key`` spends no second card."""
+
+    async def produce() -> PropUsed:
+        until = await service.use(session, user.id, prop_type, rules, clock.now())
+        return PropUsed(type=prop_type, active_until=until)
+
+    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
 
 
 @router.post("/{prop_type}/buy", status_code=201, response_model=PropBought)
