@@ -256,13 +256,15 @@ async def read_session(request: Request, db: AsyncSession) -> ConsoleSession:
         )
     ):
         session = None
+    unchanged = False
     if session is None:
         session = new_session(now)
     elif now.timestamp() - session.seen_at >= 60:
         session = replace(session, seen_at=int(now.timestamp()))
     else:
-        request.state.console_session_fresh = True  # the cookie need not be sent again
+        unchanged = True  # the browser's cookie is still good: no need to send it again
     request.state.console_session = session
+    request.state.console_session_fresh = unchanged
     return session
 
 
