@@ -120,4 +120,5 @@ async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 def text_of(response: httpx.Response) -> str:
     """The page's visible text, roughly (tags dropped, entities decoded, spaces squeezed)."""
     without = re.sub(r"<(script|style)[^>]*>.*?</\1>", " ", response.text, flags=re.S)
-    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", without)).split())
+    inline = re.sub(r"</?(code|em|strong|a|span|small)\b[^>]*>", "", without)
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", inline)).split())
