@@ -27,7 +27,7 @@ router = console_router()
 
 LEDGER_CHECK_KEY = "canopy:console:ledger-check"
 # the check reads the whole ledger: the dashboard reruns it at most this often by itself
-LEDGER_CHECK_MAX_AGE = timedelta(minutes=10)
+LEDGER_CHECK_MAX_AGE = timedelta(minutes=2)
 AUDIT_PAGE = 50
 
 
