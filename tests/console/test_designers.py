@@ -38,7 +38,7 @@ class TestVersions:
 
     async def test_a_versions_text(self, operator: Console) -> None:
         page = await operator.get("/console/rules/1")
-        assert 'version = &#34;ant-forest-classic&#34;' in page.text or (
+        assert "version = &#34;ant-forest-classic&#34;" in page.text or (
             'version = "ant-forest-classic"' in text_of(page)
         )
         assert (await operator.get("/console/rules/99")).status_code == 404
@@ -130,19 +130,28 @@ class TestPublish:
         assert page.status_code == 200
         assert "Version 2 is published without a simulation." in text_of(page)
         assert await active_version(api, admin_headers) == 2
-        assert app.state.rules_registry.at(app.state.clock.now()).rules.activities[
-            "metro"
-        ].energy_per_event_g == 60
+        assert (
+            app.state.rules_registry.at(app.state.clock.now())
+            .rules.activities["metro"]
+            .energy_per_event_g
+            == 60
+        )
         async with app.state.engine.connect() as conn:
             row = (
                 await conn.execute(
-                    text("SELECT actor, summary FROM audit_entries WHERE action = 'rules.published'")
+                    text(
+                        "SELECT actor, summary FROM audit_entries WHERE action = 'rules.published'"
+                    )
                 )
             ).one()
         assert row.actor == "console:Ana"
 
     async def test_publish_later_is_scheduled(
-        self, operator: Console, clock: FrozenClock, api: httpx.AsyncClient, admin_headers: dict[str, str]
+        self,
+        operator: Console,
+        clock: FrozenClock,
+        api: httpx.AsyncClient,
+        admin_headers: dict[str, str],
     ) -> None:
         later = (clock.now() + timedelta(days=2)).strftime("%Y-%m-%dT%H:%M")
         await operator.get("/console/rules")

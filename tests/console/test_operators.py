@@ -69,7 +69,11 @@ async def receiver() -> AsyncIterator[Receiver]:
 
 
 async def failed_delivery(
-    app: FastAPI, clock: FrozenClock, api: httpx.AsyncClient, admin_headers: dict[str, str], url: str
+    app: FastAPI,
+    clock: FrozenClock,
+    api: httpx.AsyncClient,
+    admin_headers: dict[str, str],
+    url: str,
 ) -> tuple[NGO, str]:
     """A partner whose endpoint answers 500: an order's event fails twice and is given up."""
     ngo = await create_ngo(api, admin_headers, name="Flaky NGO", webhook_url=url)
@@ -148,8 +152,12 @@ class TestPartners:
         # the browser re-posting the same form (a reload) makes no second partner
         again = await operator.http.post(
             "/console/partners",
-            data={"name": "Alxa Desert NGO", "scopes": "orders", "once": once,
-                  "csrf_token": operator.token()},
+            data={
+                "name": "Alxa Desert NGO",
+                "scopes": "orders",
+                "once": once,
+                "csrf_token": operator.token(),
+            },
         )
         assert again.status_code == 409
         partners = (await api.get("/admin/v1/partners", headers=admin_headers)).json()["partners"]
@@ -205,7 +213,9 @@ class TestDeliveries:
         assert '"type": "order.created"' in detail.text.replace("&#34;", '"')
         retried = await operator.post(f"/console/deliveries/{delivery_id}/retry", follow=True)
         assert "A new round of attempts starts now" in text_of(retried)
-        status = await scalar(app, "SELECT status FROM webhook_deliveries WHERE id = :i", i=delivery_id)
+        status = await scalar(
+            app, "SELECT status FROM webhook_deliveries WHERE id = :i", i=delivery_id
+        )
         assert status == "pending"
         assert ("webhook.retried", "console:Ana") in await audit_actions(app)
         # only a failed delivery can be retried: the API's 409, as a page

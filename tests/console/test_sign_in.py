@@ -216,8 +216,8 @@ class TestSessions:
     async def test_session_lifetime_constants(self) -> None:
         from app.console import session
 
-        assert session.IDLE == timedelta(minutes=30)
-        assert session.ABSOLUTE == timedelta(hours=8)
+        assert timedelta(minutes=30) == session.IDLE
+        assert timedelta(hours=8) == session.ABSOLUTE
 
 
 class TestWhoMayOpenWhat:
