@@ -44,7 +44,7 @@ class TestOrders:
         admin_headers: dict[str, str],
         app: FastAPI,
     ) -> None:
-        order, _ = await an_order(api, admin_headers, app, ngo, quantity=3)
+        await an_order(api, admin_headers, app, ngo, quantity=3)
         page = await partner.get("/console/portal/orders")
         shown = text_of(page)
         assert "Saxaul" in shown and "Haloxylon ammodendron" in shown
