@@ -24,21 +24,27 @@ class Series:
     values: Sequence[float | None]
 
 
-def nice_max(value: float) -> float:
-    """A round number at or above ``value`` for the top of an axis."""
+def nice_step(value: float) -> float:
+    """A round step (1, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) at or above
+    ``value``."""
     if value <= 0:
         return 1.0
     power = 10.0 ** math.floor(math.log10(value))
-    for step in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
         if value <= step * power:
             return float(step * power)
     return 10.0 * power
 
 
+def nice_max(value: float, ticks: int = 4) -> float:
+    """The top of an axis of ``ticks`` round steps that reaches ``value``."""
+    return ticks * nice_step(value / ticks)
+
+
 def _fmt_axis(value: float) -> str:
     if value >= 10_000:
         return f"{value / 1000:g}k"
-    return f"{value:g}"
+    return f"{value:,g}"
 
 
 def _svg(chart_id: str, title: str, description: str, width: int, height: int, body: str) -> Markup:
@@ -59,8 +65,8 @@ def grouped_bars(
     missing: str = "never",
 ) -> Markup:
     """Horizontal bars: one group per category, one bar per series (``None``: ``missing``)."""
-    label_w, value_w, width = 120, 70, 640
-    bar_h, gap = 14, 10
+    label_w, value_w, width = 104, 72, 560
+    bar_h, gap = 16, 12
     group_h = bar_h * len(series) + gap
     height = 10 + group_h * len(categories)
     plot_w = width - label_w - value_w
@@ -69,7 +75,7 @@ def grouped_bars(
     for c, category in enumerate(categories):
         y0 = 6 + c * group_h
         parts.append(
-            f'<text class="label" x="{label_w - 8}" y="{y0 + bar_h * len(series) / 2 + 4:.1f}" '
+            f'<text class="label" x="{label_w - 8}" y="{y0 + bar_h * len(series) / 2 + 5:.1f}" '
             f'text-anchor="end">{escape(category)}</text>'
         )
         for s, one in enumerate(series):
@@ -81,7 +87,7 @@ def grouped_bars(
                 f'<rect class="bar r{s}" x="{label_w}" y="{y + 1}" width="{max(w, 1.5):.1f}" '
                 f'height="{bar_h - 2}"><title>{escape(one.name)}, {escape(category)}: '
                 f"{escape(shown)}</title></rect>"
-                f'<text class="value" x="{label_w + w + 5:.1f}" y="{y + bar_h - 3}">'
+                f'<text class="value" x="{label_w + w + 5:.1f}" y="{y + bar_h - 4}">'
                 f"{escape(shown)}</text>"
             )
     parts.append(
@@ -109,8 +115,8 @@ def lines(
     threshold: tuple[float, str] | None = None,
 ) -> Markup:
     """One line per series over days 1..n, with an optional dashed threshold (a saxaul)."""
-    width, height = 640, 300
-    left, right, upper, lower = 56, 16, 16, 36
+    width, height = 560, 290
+    left, right, upper, lower = 70, 14, 18, 40
     plot_w, plot_h = width - left - right, height - upper - lower
     days = max((len(s.values) for s in series), default=1)
     peak = max((v for s in series for v in s.values if v is not None), default=0.0)
@@ -129,19 +135,19 @@ def lines(
         value = y_top * tick / 4
         parts.append(
             f'<line class="grid" x1="{left}" x2="{width - right}" y1="{y(value):.1f}" '
-            f'y2="{y(value):.1f}"></line><text class="tick" x="{left - 6}" y="{y(value) + 4:.1f}" '
+            f'y2="{y(value):.1f}"></line><text class="tick" x="{left - 8}" y="{y(value) + 4:.1f}" '
             f'text-anchor="end">{_fmt_axis(value)}</text>'
         )
     for day in sorted({1, *range(10, days + 1, max(10, (days // 6) // 10 * 10 or 10))}):
         parts.append(
-            f'<text class="tick" x="{x(day):.1f}" y="{height - lower + 16}" '
+            f'<text class="tick" x="{x(day):.1f}" y="{height - lower + 18}" '
             f'text-anchor="middle">{day}</text>'
         )
     parts.append(
         f'<text class="tick" x="{left + plot_w / 2:.0f}" y="{height - 4}" '
         f'text-anchor="middle">day</text>'
-        f'<text class="tick" x="12" y="{upper + plot_h / 2:.0f}" text-anchor="middle" '
-        f'transform="rotate(-90 12 {upper + plot_h / 2:.0f})">{escape(y_label)}</text>'
+        f'<text class="tick" x="14" y="{upper + plot_h / 2:.0f}" text-anchor="middle" '
+        f'transform="rotate(-90 14 {upper + plot_h / 2:.0f})">{escape(y_label)}</text>'
     )
     if threshold is not None:
         value, label = threshold

@@ -147,6 +147,10 @@ async def page(
     return HTMLResponse(html, status_code=status)
 
 
-def redirect(url: str) -> Response:
-    """After a successful POST: see the result with a GET (a reload does not post again)."""
+def redirect(url: str, *, at_notice: bool = True) -> Response:
+    """After a successful POST: see the result with a GET (a reload does not post again).
+    The page opens at its notice: a form posted to ``…#section`` (so that its errors show in
+    view) would otherwise hand its fragment on to the page it redirects to."""
+    if at_notice and "#" not in url:
+        url += "#notice"
     return RedirectResponse(url, status_code=303)

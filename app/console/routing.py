@@ -35,7 +35,7 @@ def _sign_in_first(request: Request) -> Response:
         target += "?next=" + quote(request.url.path + (f"?{query}" if query else ""), safe="")
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": target})
-    return redirect(target)
+    return redirect(target, at_notice=False)
 
 
 async def error_page(request: Request, exc: CanopyError) -> Response:

@@ -36,6 +36,13 @@ class Cell:
     after: str
     change: float | None
 
+    @property
+    def change_label(self) -> str:
+        """``+12%``, or a decimal for small changes (``-0.4%``); empty for none."""
+        if self.change is None or abs(self.change) < 0.0005:
+            return ""
+        return f"{self.change:+.1%}" if abs(self.change) < 0.1 else f"{self.change:+.0%}"
+
 
 @dataclass(frozen=True)
 class Row:
@@ -63,7 +70,7 @@ def _days(value: float | None) -> str:
 
 
 def _g(value: float) -> str:
-    return f"{value:,.1f} g"
+    return f"{value:,.0f} g" if float(value).is_integer() else f"{value:,.1f} g"
 
 
 def _pct(value: float) -> str:

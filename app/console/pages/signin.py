@@ -44,7 +44,7 @@ def _safe_next(target: str | None) -> str | None:
 
 @router.get("/console")
 async def home(session: CurrentSession) -> Response:
-    return redirect(HOME.get(session.role, "/console/sign-in"))
+    return redirect(HOME.get(session.role, "/console/sign-in"), at_notice=False)
 
 
 @router.get("/console/sign-in")
@@ -52,7 +52,7 @@ async def sign_in_form(
     request: Request, session: CurrentSession, next: str | None = None, signed_out: bool = False
 ) -> Response:
     if session.signed_in():
-        return redirect(HOME[session.role])
+        return redirect(HOME[session.role], at_notice=False)
     return await page(
         request,
         "sign_in.html",
@@ -114,7 +114,7 @@ async def sign_in(
                 at=now,
                 actor=f"console:{name}" if name else "console",
             )
-            return redirect(target or HOME["operator"])
+            return redirect(target or HOME["operator"], at_notice=False)
     if problem is None:
         partner = await PartnersRepository(db).by_key_hash(digest(secret))
         if partner is None:
@@ -129,7 +129,7 @@ async def sign_in(
                     fingerprint=partner_fingerprint(sign, partner),
                 ),
             )
-            return redirect(target or HOME["partner"])
+            return redirect(target or HOME["partner"], at_notice=False)
     assert problem is not None
     logger.info("console sign-in refused", extra={"kind": kind, "code": problem.code})
     return await page(

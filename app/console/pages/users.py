@@ -50,7 +50,7 @@ async def find_user(
     if wanted and _HANDLE.match(wanted):
         found = await queries.user_by_handle(db, wanted)
         if found is not None:
-            return redirect(f"/console/users/{found.id}")
+            return redirect(f"/console/users/{found.id}", at_notice=False)
         suggestions = await queries.handles_like(db, wanted)
     return await page(
         request,
