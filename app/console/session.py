@@ -6,7 +6,8 @@ and the CSRF token every form carries.
   under a key derived from the JWT secret), ``HttpOnly``, ``SameSite=Strict``, limited to
   ``/console`` and ``Secure`` unless the console is opened on localhost.
 - A session ends after :data:`IDLE` without a request, :data:`ABSOLUTE` after sign-in, on
-  sign-out (the id is remembered as ended in Redis until it would have expired anyway), or when
+  sign-out (the id is remembered as ended in Redis until it would have expired anyway, and in
+  the signing-out process too, should Redis be unreachable), or when
   its credential changes: a rotated partner key or a new ``CANOPY_ADMIN_TOKEN`` ends every
   session made with the old one.
 - The CSRF token is an HMAC of the session id, so it changes with every sign-in; browsers that
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import logging
 import secrets
 import uuid
 from dataclasses import dataclass, replace
@@ -36,6 +38,8 @@ from app.core.db import SessionDep
 from app.core.errors import CanopyError, NotFound
 from app.core.security import Keys
 from app.partners.models import Partner
+
+logger = logging.getLogger("canopy.console")
 
 COOKIE = "canopy_console"
 COOKIE_PATH = "/console"
@@ -204,15 +208,33 @@ def _alive(session: ConsoleSession, now: datetime) -> bool:
     )
 
 
-async def _ended(redis: Redis, sid: str) -> bool:
-    return bool(await redis.exists(_ENDED + sid))
+# sign-outs seen by this process, kept also here so that they hold while Redis is unreachable
+_ended_here: dict[str, float] = {}
+_ENDED_HERE_MAX = 10_000
+
+
+async def _ended(redis: Redis, sid: str, now: float) -> bool:
+    if _ended_here.get(sid, 0.0) > now:
+        return True
+    try:
+        return bool(await redis.exists(_ENDED + sid))
+    except Exception:  # Redis down: this process's own sign-outs still count
+        logger.warning("console sign-out list unavailable: redis unreachable")
+        return False
 
 
 async def end_session(redis: Redis, session: ConsoleSession, now: datetime) -> None:
     """Sign-out: the session id stops working everywhere, though the browser may keep the
     cookie (remembered until the session would have expired by itself)."""
-    left = session.issued_at + ABSOLUTE.total_seconds() - now.timestamp()
-    await redis.set(_ENDED + session.sid, b"1", ex=max(1, int(left) + 1))
+    until = session.issued_at + ABSOLUTE.total_seconds()
+    if len(_ended_here) >= _ENDED_HERE_MAX:
+        for sid in [k for k, v in _ended_here.items() if v <= now.timestamp()]:
+            del _ended_here[sid]
+    _ended_here[session.sid] = until
+    try:
+        await redis.set(_ENDED + session.sid, b"1", ex=max(1, int(until - now.timestamp()) + 1))
+    except Exception:
+        logger.warning("console sign-out kept in this process only: redis unreachable")
 
 
 async def _credential_still_valid(
@@ -251,7 +273,7 @@ async def read_session(request: Request, db: AsyncSession) -> ConsoleSession:
         session is not None
         and session.signed_in()
         and (
-            await _ended(request.app.state.redis, session.sid)
+            await _ended(request.app.state.redis, session.sid, now.timestamp())
             or not await _credential_still_valid(request, db, session)
         )
     ):

@@ -169,6 +169,9 @@ class TestSessions:
         await operator.get("/console/dashboard")
         out = await operator.post("/console/sign-out", follow=True)
         assert "You are signed out." in text_of(out)
+        # every process hears of it through Redis, not only the one that signed out
+        ended = [k async for k in app.state.redis.scan_iter(match="canopy:console:ended:*")]
+        assert len(ended) == 1 and 0 < await app.state.redis.ttl(ended[0]) <= 8 * 3600 + 1
         async for thief in console_client(app):
             for name, value in kept.items():
                 thief.http.cookies.set(name, value, domain="127.0.0.1", path="/console")
