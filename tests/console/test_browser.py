@@ -94,7 +94,7 @@ def world(served: Served) -> Iterator[dict[str, Any]]:
             for handle, name in (("mei", "Mei"), ("lin", "Lin"), ("arslan", "Arslan"))
         }
         for user in users.values():
-            fund(served, user["id"], 200_000)
+            fund(served, user["id"], 60_000)
         plant(served, users["mei"], saxaul["id"], 2)
         plant(served, users["arslan"], saxaul["id"], 3)
         plant(served, users["lin"], willow["id"], 1)
@@ -210,6 +210,7 @@ class TestDesigner:
         page.get_by_role("link", name="Rules", exact=True).click()
         editor = page.get_by_label("Rules file (TOML)")
         expect(editor).to_have_value(DEFAULT)
+        snap(page, shots, "rules", full=False)
 
         editor.fill(BROKEN)
         page.get_by_role("button", name="Check the draft").click()
@@ -231,7 +232,7 @@ class TestDesigner:
         expect(simulation).to_contain_text("Days to the first tree")
         expect(simulation.locator("svg.chart")).to_have_count(9)
         expect(page.locator("#results")).to_contain_text("metro: 52 g → 54 g per event")
-        snap(page, shots, "rules-simulation")
+        page.locator("#results").screenshot(path=str(shots / "rules-simulation.png"))
 
         page.get_by_role("button", name="Publish the draft").click()
         notice = page.get_by_role("status").filter(has_text="Version 2 is published")
@@ -359,6 +360,30 @@ class TestOperator:
         with served.api() as api:
             seen = api.get(f"/admin/v1/orders/{order['id']}", headers=served.admin).json()
         assert seen["status"] == "verified" and seen["verified_by"] == "Horqin Forestry Bureau"
+
+    def test_find_a_user_grant_props_and_export(
+        self, laptop: BrowserContext, served: Served, world: dict[str, Any], shots: Path
+    ) -> None:
+        page = laptop.new_page()
+        sign_in(page, ADMIN_TOKEN, name="Ana")
+        page.get_by_role("link", name="Users").click()
+        page.get_by_label("Handle").fill("mei")
+        page.get_by_label("Handle").press("Enter")
+        expect(page.get_by_role("heading", name="@mei")).to_be_visible()
+        expect(page.locator(".stat").first).to_contain_text("24,200 g")
+        page.get_by_label("Prop", exact=True).select_option("shield")
+        page.get_by_label("How many").fill("2")
+        page.get_by_role("button", name="Grant").click()
+        expect(page.get_by_role("status")).to_contain_text("Props granted.")
+        expect(page.get_by_text("shield: 2")).to_be_visible()
+        with page.expect_download() as download:
+            page.get_by_role("button", name="Download export (JSON)").click()
+        assert download.value.suggested_filename == "canopy-export-mei.json"
+        snap(page, shots, "user")
+        mei = world["users"]["mei"]
+        with served.api() as api:
+            props = api.get("/v1/props", headers={"Authorization": mei["Authorization"]}).json()
+        assert {"type": "shield", "count": 2, "active_until": None} in props["props"]
 
 
 class TestNgoPartner:
