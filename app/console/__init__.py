@@ -16,5 +16,6 @@ def install(app: FastAPI) -> None:
     """Add the console's pages and static files to ``app``."""
     from app.console.pages import console_pages
 
-    app.include_router(console_pages())
+    # the static files first: the pages end with a catch-all for unknown console addresses
     app.mount(STATIC_PATH, StaticFiles(packages=[("app.console", "static")]), name="console-static")
+    app.include_router(console_pages())

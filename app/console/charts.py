@@ -42,7 +42,7 @@ def nice_max(value: float, ticks: int = 4) -> float:
 
 
 def _fmt_axis(value: float) -> str:
-    if value >= 10_000:
+    if value >= 1_000:
         return f"{value / 1000:g}k"
     return f"{value:,g}"
 

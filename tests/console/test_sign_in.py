@@ -266,6 +266,12 @@ class TestPages:
         assert response.headers["cache-control"] == "no-store"
         assert response.headers["x-frame-options"] == "DENY"
 
+    async def test_unknown_console_address_is_a_page_not_json(self, operator: Console) -> None:
+        response = await operator.get("/console/nowhere/at/all")
+        assert response.status_code == 404
+        assert response.headers["content-type"].startswith("text/html")
+        assert "There is no such page in the console." in text_of(response)
+
     async def test_static_assets_come_from_the_package(self, browser: Console) -> None:
         css = await browser.get("/console/static/console.css")
         assert css.status_code == 200 and "--accent" in css.text

@@ -9,6 +9,7 @@ from app.console.pages import (
     catalog,
     dashboard,
     deliveries,
+    fallback,
     orders,
     partners,
     portal,
@@ -22,4 +23,5 @@ def console_pages() -> APIRouter:
     router = APIRouter()
     for module in (signin, dashboard, rules, partners, orders, catalog, deliveries, users, portal):
         router.include_router(module.router)
+    router.include_router(fallback.router)  # last: only what no page above answered
     return router
