@@ -309,8 +309,9 @@ def replace_session(request: Request, session: ConsoleSession) -> None:
 
 
 def cookie_is_secure(request: Request) -> bool:
-    """Secure everywhere except on localhost, where the console may run on plain http."""
-    return (request.url.hostname or "") not in _LOCAL_HOSTS
+    """Secure everywhere except on plain http to localhost (a proxy in front that rewrites the
+    Host header to a loopback address should forward the scheme: X-Forwarded-Proto)."""
+    return request.url.scheme == "https" or (request.url.hostname or "") not in _LOCAL_HOSTS
 
 
 def cookie_header_args(request: Request) -> dict[str, Any]:
@@ -348,15 +349,23 @@ async def require_partner(request: Request, db: SessionDep) -> PortalPartner:
     raise SignInRequired()
 
 
+def _same_site(request: Request) -> bool:
+    """What the browser says about where the form came from: ``Sec-Fetch-Site`` (every current
+    browser sends it), else ``Origin`` against the host the request was sent to."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None:
+        return fetch_site in ("same-origin", "none")
+    origin = request.headers.get("origin")
+    if not origin or origin == "null":
+        return True
+    hosts = {request.headers.get("host", ""), request.headers.get("x-forwarded-host", "")}
+    return origin.split("://", 1)[-1] in hosts
+
+
 def csrf_ok(request: Request, session: ConsoleSession, submitted: object) -> bool:
     """The form's token matches this session's, and the browser says the form is ours."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
+    if not _same_site(request):
         return False
-    origin = request.headers.get("origin")
-    if origin and origin != "null":
-        host = request.headers.get("host", "")
-        if origin.split("://", 1)[-1] != host:
-            return False
     expected = signer(request).csrf_token(session)
     return isinstance(submitted, str) and hmac.compare_digest(submitted, expected)
 

@@ -153,6 +153,17 @@ class TestCsrf:
         )
         assert response.status_code == 403
 
+    async def test_foreign_origin_is_refused_where_fetch_metadata_is_missing(
+        self, operator: Console
+    ) -> None:
+        await operator.get("/console/partners")
+        response = await operator.post(
+            "/console/partners",
+            {"name": "X", "scopes": "orders"},
+            headers={"Origin": "https://evil.example"},
+        )
+        assert response.status_code == 403
+
     async def test_sign_in_form_is_protected_too(self, browser: Console) -> None:
         await browser.get("/console/sign-in")
         response = await browser.post(

@@ -51,7 +51,9 @@ class VersionView:
     state: str  # in force, scheduled, superseded
 
 
-def _versions(rows: list[queries.VersionRow], registry: RulesRegistry, now: datetime) -> list[Any]:
+def _versions(
+    rows: list[queries.VersionRow], registry: RulesRegistry, now: datetime
+) -> list[VersionView]:
     active = registry.at(now).version
     return [
         VersionView(
