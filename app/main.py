@@ -32,14 +32,16 @@ from app.energy.endpoints import admin_router as energy_admin_router
 from app.energy.endpoints import partner_router as energy_partner_router
 from app.energy.endpoints import router as energy_router
 from app.game.feed.endpoints import router as feed_router
+from app.game.forest.endpoints import router as forest_router
 from app.game.friends.endpoints import router as friends_router
 from app.game.leaderboards.endpoints import router as leaderboards_router
-from app.game.leaderboards.service import Pending
+from app.game.leaderboards.flusher import ScoreFlusher
 from app.game.props.endpoints import admin_router as props_admin_router
 from app.game.props.endpoints import router as props_router
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
+from app.partners.keys import PartnerKeys
 from app.planting.endpoints import admin_router as planting_admin_router
 from app.planting.endpoints import partner_router as planting_partner_router
 from app.planting.endpoints import router as planting_router
@@ -81,10 +83,13 @@ def create_app(
         )
         await revocations.start()
         app.state.revocations = revocations
+        partner_keys = PartnerKeys(dsn, pg, poll_seconds=settings.revocation_poll_seconds)
+        await partner_keys.start()
+        app.state.partner_keys = partner_keys
         app.state.sessionmaker = sessionmaker
         app.state.redis = redis
         app.state.rules_registry = registry
-        app.state.leaderboard_pending = Pending()
+        app.state.leaderboard_flusher = ScoreFlusher(app.state)
         app.state.rate_limiter = RateLimiter(
             redis,
             lambda name: str(getattr(app.state.rules_registry.at(clock.now()).rules.limits, name)),
@@ -116,7 +121,9 @@ def create_app(
                 worker.stop()
                 await worker_task
             await watcher.stop()
+            await app.state.leaderboard_flusher.close()
             await revocations.stop()
+            await partner_keys.stop()
             await pg.close()
             await redis.aclose()
             await engine.dispose()
@@ -136,6 +143,7 @@ def create_app(
         auth_router,
         me_router,
         energy_router,
+        forest_router,
         energy_partner_router,
         energy_admin_router,
         friends_router,

@@ -6,7 +6,15 @@ from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
 from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
 from app.game.feed.models import FeedItem
-from app.game.models import BallSteal, Block, FriendRequest, Friendship, Prop, WateringDay
+from app.game.models import (
+    BallSteal,
+    Block,
+    CollectedScore,
+    FriendRequest,
+    Friendship,
+    Prop,
+    WateringDay,
+)
 from app.partners.models import Partner
 from app.planting.models import (
     CatalogItem,
@@ -27,6 +35,7 @@ __all__ = [
     "Block",
     "CapCounter",
     "CatalogItem",
+    "CollectedScore",
     "EnergyBall",
     "FeedItem",
     "FriendRequest",

@@ -82,6 +82,9 @@ class Pg:
             # hot statements leave no session state (no SET, LISTEN or advisory locks), so the
             # reset query asyncpg runs on every release would be a wasted round trip
             reset=_no_reset,
+            # a hot statement is one CTE composed of named parts and can exceed asyncpg's 15 KB
+            # default, above which it would be parsed again (one more round trip) on every call
+            max_cacheable_statement_size=256 * 1024,
             server_settings={"application_name": "canopy-hot", "timezone": "UTC"},
         )
         return cls(pool)

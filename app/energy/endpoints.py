@@ -3,57 +3,51 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, Request
+import orjson
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel
 from starlette.responses import Response
 
-from app.accounts.dependencies import CurrentUser
+from app.accounts.dependencies import CurrentPrincipal
 from app.accounts.models import User
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, LimiterDep, RegistryDep
-from app.core.errors import NotFound
-from app.core.idempotency import IdempotencyDep
+from app.core.errors import NotFound, Unauthorized
+from app.core.idempotency import Idempotency, IdempotencyDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
+from app.core.sql import Pg, PgDep
 from app.core.users import UserRef
-from app.energy import forest, steps
-from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, Outcome, ingest
-from app.energy.repository import EnergyRepository
+from app.energy import steps
+from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, ingest
+from app.energy.repository import ActivityRow
 from app.energy.schemas import (
     ActivityBatchIn,
     ActivityBatchResult,
     ActivityIn,
     ActivityResult,
-    BallOut,
-    CollectIn,
-    CollectionOut,
-    CollectOut,
-    CollectResult,
-    ForestOut,
-    ForestUser,
-    LedgerEntryOut,
     LedgerPage,
     PartnerActivityBatchIn,
     PartnerActivityIn,
     StepsIn,
     StepsResult,
-    Trees,
-    UserRefOut,
 )
-from app.game.leaderboards.service import record_in_background
-from app.game.props import service as props
 from app.ledger import entries as ledger
-from app.partners.dependencies import partner_with_scope
-from app.partners.models import Partner
+from app.partners.dependencies import verified_partner_with_scope
+from app.partners.keys import PartnerKey
 from app.partners.schemas import Scope
-from app.planting.service import count_trees
+from app.rules.registry import RulesRegistry
 
 router = APIRouter(tags=["energy"])
 partner_router = APIRouter(prefix="/partner/v1", tags=["partner"])
 admin_router = APIRouter(prefix="/admin/v1", tags=["admin"], dependencies=[AdminDep])
 
-ActivitiesPartner = Annotated[Partner, Depends(partner_with_scope(Scope.activities))]
+ActivitiesPartner = Annotated[PartnerKey, Depends(verified_partner_with_scope(Scope.activities))]
+JSON = "application/json"
 
 
 def _ref(user: User) -> UserRef:
@@ -64,21 +58,99 @@ def _incoming(item: ActivityIn) -> Incoming:
     return Incoming(item.id, item.kind, item.occurred_at, item.quantity, item.attributes)
 
 
-def _result(outcome: Outcome) -> ActivityResult:
-    return ActivityResult(
-        id=outcome.id,
-        kind=outcome.kind,
-        status=outcome.status,
-        energy_g=outcome.energy_g,
-        ball_id=outcome.ball_id,
-        reason=outcome.reason,
-        rules_version=outcome.rules_version,
-    )
+def _result(row: ActivityRow) -> dict[str, Any]:
+    """An ActivityResult's JSON, straight from the statement's row."""
+    if row.status is None:  # the user does not exist
+        return {
+            "id": row.id,
+            "kind": row.kind,
+            "status": "rejected",
+            "energy_g": 0,
+            "ball_id": None,
+            "reason": "unknown_user",
+            "rules_version": None,
+        }
+    return {
+        "id": row.id,
+        "kind": row.kind,
+        "status": row.status,
+        "energy_g": row.energy_g,
+        "ball_id": row.ball_id,
+        "reason": row.reason,
+        "rules_version": row.rules_version,
+    }
 
 
-def _single_status(result: ActivityResult) -> int:
+def _single_status(row: ActivityRow) -> int:
     # 201 when something was recorded; a duplicate or a rejection created nothing
-    return 201 if result.status in ("minted", "capped") else 200
+    return 201 if row.status in ("minted", "capped") else 200
+
+
+Work = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
+
+
+def _uuid(value: Any) -> str:
+    # asyncpg's UUID subclasses uuid.UUID, which orjson only serializes exactly
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _json(body: dict[str, Any], status: int = 200) -> Response:
+    """A JSON response built straight from rows (times in UTC as ``...Z``, as pydantic does)."""
+    content = orjson.dumps(body, default=_uuid, option=orjson.OPT_UTC_Z)
+    return Response(content, status_code=status, media_type=JSON)
+
+
+async def _respond(idem: Idempotency, owner: str, model: type[BaseModel], work: Work) -> Response:
+    """Answer ``work``'s (status, body) as JSON built straight from rows. With an
+    ``Idempotency-Key`` the stored-reply machinery runs around it (a cold path: it wants a model,
+    and its record commits with the request's session while the work has already committed in
+    its own statement — a retry after a failed commit then finds the events as duplicates)."""
+    if idem.key is None:
+        status, body = await work()
+        return _json(body, status)
+    statuses: list[int] = []
+
+    async def produce() -> BaseModel:
+        status, body = await work()
+        statuses.append(status)
+        return model.model_validate(body)
+
+    return await idem.run(owner=owner, status_code=lambda _: statuses[-1], produce=produce)
+
+
+async def _user_ingest(
+    pg: Pg, user_id: uuid.UUID, items: list[ActivityIn], registry: RulesRegistry, now: dt.datetime
+) -> list[ActivityRow]:
+    rows = await ingest(
+        pg,
+        source="client",
+        origin=ORIGIN_CLIENT,
+        events=[(user_id, _incoming(item)) for item in items],
+        registry=registry,
+        now=now,
+    )
+    if rows[0].status is None:  # the user row is gone (erased): the login is over
+        raise Unauthorized("This login has ended; sign in again")
+    return rows
+
+
+async def _partner_ingest(
+    pg: Pg,
+    partner: PartnerKey,
+    items: list[PartnerActivityIn],
+    registry: RulesRegistry,
+    now: dt.datetime,
+) -> list[ActivityRow]:
+    return await ingest(
+        pg,
+        source=f"partner:{partner.id}",
+        origin=ORIGIN_PARTNER,
+        events=[(item.user_id, _incoming(item)) for item in items],
+        registry=registry,
+        now=now,
+    )
 
 
 @router.post(
@@ -89,101 +161,41 @@ def _single_status(result: ActivityResult) -> int:
 )
 async def report_activity(
     item: ActivityIn,
-    user: CurrentUser,
-    session: SessionDep,
+    principal: CurrentPrincipal,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
     limiter: LimiterDep,
     idem: IdempotencyDep,
 ) -> Response:
     """Report one activity. Same ``id`` again → ``duplicate`` with the original energy."""
-    await limiter.hit("activities", f"user:{user.id}")
+    await limiter.hit("activities", f"user:{principal.id}")
 
-    async def produce() -> ActivityResult:
-        return (await _user_ingest(session, user, [item], registry, clock.now()))[0]
+    async def work() -> tuple[int, dict[str, Any]]:
+        [row] = await _user_ingest(pg, principal.id, [item], registry, clock.now())
+        return _single_status(row), _result(row)
 
-    return await idem.run(owner=f"user:{user.id}", status_code=_single_status, produce=produce)
+    return await _respond(idem, f"user:{principal.id}", ActivityResult, work)
 
 
 @router.post("/v1/activities/batch", response_model=ActivityBatchResult)
 async def report_activities(
     batch: ActivityBatchIn,
-    user: CurrentUser,
-    session: SessionDep,
+    principal: CurrentPrincipal,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
     limiter: LimiterDep,
     idem: IdempotencyDep,
 ) -> Response:
     """Report up to 500 activities; results in the same order."""
-    await limiter.hit("activities", f"user:{user.id}")
+    await limiter.hit("activities", f"user:{principal.id}")
 
-    async def produce() -> ActivityBatchResult:
-        results = await _user_ingest(session, user, batch.activities, registry, clock.now())
-        return ActivityBatchResult(results=results)
+    async def work() -> tuple[int, dict[str, Any]]:
+        rows = await _user_ingest(pg, principal.id, batch.activities, registry, clock.now())
+        return 200, {"results": [_result(r) for r in rows]}
 
-    return await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
-
-
-async def _user_ingest(
-    session: SessionDep,
-    user: User,
-    items: list[ActivityIn],
-    registry: RegistryDep,
-    now: dt.datetime,
-) -> list[ActivityResult]:
-    ref = _ref(user)
-    outcomes = await ingest(
-        session,
-        source="client",
-        origin=ORIGIN_CLIENT,
-        events=[(ref, _incoming(item)) for item in items],
-        registry=registry,
-        now=now,
-    )
-    return [_result(o) for o in outcomes]
-
-
-async def _partner_ingest(
-    session: SessionDep,
-    partner: Partner,
-    items: list[PartnerActivityIn],
-    registry: RegistryDep,
-    now: dt.datetime,
-) -> list[ActivityResult]:
-    profiles = await EnergyRepository(session).user_profiles([i.user_id for i in items])
-    known = [
-        (UserRef(i.user_id, *profiles[i.user_id]), _incoming(i))
-        for i in items
-        if i.user_id in profiles
-    ]
-    outcomes = iter(
-        await ingest(
-            session,
-            source=f"partner:{partner.id}",
-            origin=ORIGIN_PARTNER,
-            events=known,
-            registry=registry,
-            now=now,
-        )
-    )
-    results = []
-    for item in items:
-        if item.user_id in profiles:
-            results.append(_result(next(outcomes)))
-        else:
-            results.append(
-                ActivityResult(
-                    id=item.id,
-                    kind=item.kind,
-                    status="rejected",
-                    energy_g=0,
-                    ball_id=None,
-                    reason="unknown_user",
-                    rules_version=None,
-                )
-            )
-    return results
+    return await _respond(idem, f"user:{principal.id}", ActivityBatchResult, work)
 
 
 @partner_router.post(
@@ -195,7 +207,7 @@ async def _partner_ingest(
 async def partner_activity(
     item: PartnerActivityIn,
     partner: ActivitiesPartner,
-    session: SessionDep,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
     limiter: LimiterDep,
@@ -204,22 +216,20 @@ async def partner_activity(
     """A partner reports one activity for a user (source ``partner``)."""
     await limiter.hit("activities", f"partner:{partner.id}")
 
-    async def produce() -> ActivityResult:
-        result = (await _partner_ingest(session, partner, [item], registry, clock.now()))[0]
-        if result.reason == "unknown_user":
+    async def work() -> tuple[int, dict[str, Any]]:
+        [row] = await _partner_ingest(pg, partner, [item], registry, clock.now())
+        if row.status is None:
             raise NotFound("No such user")
-        return result
+        return _single_status(row), _result(row)
 
-    return await idem.run(
-        owner=f"partner:{partner.id}", status_code=_single_status, produce=produce
-    )
+    return await _respond(idem, f"partner:{partner.id}", ActivityResult, work)
 
 
 @partner_router.post("/activities/batch", response_model=ActivityBatchResult)
 async def partner_activities(
     batch: PartnerActivityBatchIn,
     partner: ActivitiesPartner,
-    session: SessionDep,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
     limiter: LimiterDep,
@@ -228,147 +238,63 @@ async def partner_activities(
     """Up to 500 activities for any users; unknown users are ``rejected`` (``unknown_user``)."""
     await limiter.hit("activities", f"partner:{partner.id}")
 
-    async def produce() -> ActivityBatchResult:
-        results = await _partner_ingest(session, partner, batch.activities, registry, clock.now())
-        return ActivityBatchResult(results=results)
+    async def work() -> tuple[int, dict[str, Any]]:
+        rows = await _partner_ingest(pg, partner, batch.activities, registry, clock.now())
+        return 200, {"results": [_result(r) for r in rows]}
 
-    return await idem.run(owner=f"partner:{partner.id}", status_code=200, produce=produce)
+    return await _respond(idem, f"partner:{partner.id}", ActivityBatchResult, work)
 
 
 @router.put("/v1/steps/{day}", response_model=StepsResult)
 async def put_steps(
     day: dt.date,
     payload: StepsIn,
-    user: CurrentUser,
-    session: SessionDep,
+    principal: CurrentPrincipal,
+    pg: PgDep,
     registry: RegistryDep,
     clock: ClockDep,
-) -> StepsResult:
+) -> Response:
     """The cumulative step total for a local date (YYYY-MM-DD). Lower totals are ignored."""
     state = await steps.record_steps(
-        session, _ref(user), day, payload.steps, payload.source, registry, clock.now()
+        pg, principal.id, day, payload.steps, payload.source, registry, clock.now()
     )
-    return StepsResult(
-        date=state.day,
-        steps=state.steps,
-        status="minted" if state.minted else "recording",
-        energy_g=state.energy_g,
-    )
-
-
-def _ball_out(ball: forest.BallView) -> BallOut:
-    return BallOut(
-        id=ball.id,
-        kind=ball.kind,
-        amount_g=ball.amount_g,
-        remaining_g=ball.remaining_g,
-        created_at=ball.created_at,
-        ripens_at=ball.ripens_at,
-        expires_at=ball.expires_at,
-        state=ball.state,
-        stealable=ball.stealable,
-        rules_version=ball.rules_version,
-        collections=[
-            CollectionOut(
-                by=UserRefOut(id=c.by_id, handle=c.by_handle), amount_g=c.amount_g, at=c.at
-            )
-            for c in ball.collections
-        ],
-    )
-
-
-@router.get("/v1/forest", response_model=ForestOut)
-async def get_forest(
-    user: CurrentUser,
-    session: SessionDep,
-    registry: RegistryDep,
-    clock: ClockDep,
-    all: Annotated[bool, Query(description="include collected and expired balls")] = False,
-) -> ForestOut:
-    """Your balls (live ones unless ``all``), balance and trees; ``now`` is the server's time."""
-    now = clock.now()
-    await steps.mint_closed_days(session, _ref(user), registry, now)
-    balls = await forest.list_balls(session, user.id, now, include_all=all)
-    cards = await props.inventory(session, user.id, registry.at(now), now)
-    assert user.handle is not None
-    return ForestOut(
-        now=now,
-        user=ForestUser(id=user.id, handle=user.handle, display_name=user.display_name),
-        balance_g=user.balance_g,
-        balls=[_ball_out(b) for b in balls],
-        shield_until=next((c.active_until for c in cards if c.type == props.SHIELD), None),
-        # the cards running now (the whole inventory is GET /v1/props)
-        props=[
-            {"type": c.type, "count": c.count, "active_until": c.active_until}
-            for c in cards
-            if c.active_until is not None
-        ],
-        trees=Trees(count=await count_trees(session, user.id)),
-    )
-
-
-@router.post("/v1/forest/collect", response_model=CollectOut)
-async def collect(
-    user: CurrentUser,
-    session: SessionDep,
-    clock: ClockDep,
-    limiter: LimiterDep,
-    idem: IdempotencyDep,
-    request: Request,
-    background: BackgroundTasks,
-    payload: CollectIn | None = None,
-) -> Response:
-    """Collect every ripe ball, or the given ones; per-ball status for each."""
-    await limiter.hit("collect", f"user:{user.id}")
-
-    collected = 0
-
-    async def produce() -> CollectOut:
-        nonlocal collected
-        ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
-        balance, outcomes = await forest.collect_own(session, user.id, clock.now(), ids)
-        collected = sum(o.collected_g for o in outcomes)
-        return CollectOut(
-            collected_g=collected,
-            balance_g=balance,
-            results=[
-                CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
-                for o in outcomes
-            ],
-        )
-
-    response = await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
-    if collected:
-        # scores changed: refresh the leaderboards from PostgreSQL once this has committed
-        background.add_task(record_in_background, request.app.state, [user.id], clock.now())
-    return response
+    body = {
+        "date": state.day,
+        "steps": state.steps,
+        "status": "minted" if state.minted else "recording",
+        "energy_g": state.energy_g,
+    }
+    return _json(body)
 
 
 @router.get("/v1/energy/ledger", response_model=LedgerPage)
 async def get_ledger(
-    user: CurrentUser,
-    session: SessionDep,
+    principal: CurrentPrincipal,
+    pg: PgDep,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
-) -> LedgerPage:
+) -> Response:
     """Your balance entries, newest first, with the balance after each."""
-    rows = await ledger.user_entries(session, user.id, decode_cursor(cursor), limit)
+    rows = await pg.fetch(
+        ledger.USER_ENTRIES, user=principal.id, before=decode_cursor(cursor), limit=limit + 1
+    )
     page, next_cursor = split_page(rows, limit, lambda r: r.id)
-    return LedgerPage(
-        entries=[
-            LedgerEntryOut(
-                id=str(r.id),
-                at=r.at,
-                amount_g=r.amount_g,
-                balance_after_g=r.balance_after_g,
-                reason=r.reason,
-                ref=r.ref,
-                rules_version=r.rules_version,
-            )
+    body = {
+        "entries": [
+            {
+                "id": str(r.id),
+                "at": r.at,
+                "amount_g": r.amount_g,
+                "balance_after_g": r.balance_after_g,
+                "reason": r.reason,
+                "ref": r.ref,
+                "rules_version": r.rules_version,
+            }
             for r in page
         ],
-        next_cursor=next_cursor,
-    )
+        "next_cursor": next_cursor,
+    }
+    return _json(body)
 
 
 @admin_router.get("/ledger/check")

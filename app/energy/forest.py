@@ -1,184 +1,128 @@
-"""A user's own forest: live balls with their state, and collecting them."""
+"""A user's own balls as SQL parts: listing them with who collected them, and collecting them.
+
+Energy's repository for the own forest. The page and the collect route are assembled higher up
+(``app.game.forest``), which adds the props, trees and leaderboard parts of the same statement;
+these functions return named CTE bodies and expressions over this module's constants and bind
+parameters (``:me``, ``:now``), never values.
+"""
 
 from __future__ import annotations
 
-import uuid
-from collections import defaultdict
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Literal
+from app.ledger.balls import BallState, expired, live, ripe
+from app.ledger.booking import Side, ball, book, running_balance
+from app.ledger.booking import user as ledger_user
 
-from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncSession
+__all__ = [
+    "ME",
+    "BallState",
+    "collect_ctes",
+    "collect_status",
+    "collections_of",
+    "collector",
+    "own_balls",
+    "state_of",
+]
 
-from app.ledger.entries import INSERT_ENTRY_COLUMNS
-
-BallState = Literal["growing", "ripe", "collected", "expired"]
-
-
-@dataclass
-class Collection:
-    by_id: uuid.UUID
-    by_handle: str | None
-    amount_g: int
-    at: datetime
+ME = "CAST(:me AS uuid)"
+NOW = "CAST(:now AS timestamptz)"
 
 
-@dataclass
-class BallView:
-    id: uuid.UUID
-    kind: str
-    amount_g: int
-    remaining_g: int
-    created_at: datetime
-    ripens_at: datetime
-    expires_at: datetime
-    state: BallState
-    stealable: bool
-    rules_version: int
-    collections: list[Collection] = field(default_factory=list)
+def collector(user: str, ball_id: str, *, balance_after: str) -> Side:
+    """The user side of a collect or take: the user's balance, noting which ball it came from
+    (the forest lists a ball's collections from these entries)."""
+    return ledger_user(user, balance_after=balance_after, ball=ball_id)
 
 
-def ball_state(
-    now: datetime, remaining_g: int, ripens_at: datetime, expires_at: datetime, expired: bool
-) -> BallState:
-    """Derived from time, so nothing has to flip millions of rows at 07:00."""
-    if expired or (remaining_g > 0 and now >= expires_at):
-        return "expired"
-    if remaining_g == 0:
-        return "collected"
-    return "growing" if now < ripens_at else "ripe"
+def state_of(b: str = "b") -> str:
+    """:func:`app.ledger.balls.ball_state` as SQL, for a ball row aliased ``b``."""
+    return (
+        f"CASE WHEN {expired(b, NOW)} THEN 'expired' WHEN {b}.remaining_g = 0 THEN 'collected' "
+        f"WHEN {b}.ripens_at > {NOW} THEN 'growing' ELSE 'ripe' END"
+    )
 
 
-async def list_balls(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime, *, include_all: bool, limit: int = 500
-) -> list[BallView]:
-    """Live balls (growing or ripe), or with ``include_all`` the newest ``limit`` of any state,
-    each with who collected how much from it. Two queries whatever the number of balls."""
-    rows = await session.execute(
-        text(
-            "SELECT id, kind, amount_g, remaining_g, created_at, ripens_at, expires_at, "
-            "expired_at IS NOT NULL, stealable, rules_version FROM energy_balls "
-            "WHERE user_id = :user AND (CAST(:all AS boolean) OR (remaining_g > 0 "
-            "AND expired_at IS NULL AND expires_at > :now)) "
-            "ORDER BY created_at DESC, id LIMIT :limit"
+def own_balls(*, include_all: str) -> str:
+    """The body of a CTE: my live balls (or, when the boolean SQL ``include_all`` holds, any),
+    newest first, at most ``:limit``, with their state."""
+    return f"""
+        SELECT b.id, b.kind, b.amount_g, b.remaining_g, b.created_at, b.ripens_at, b.expires_at,
+               {state_of("b")} AS state, b.stealable, b.rules_version
+        FROM energy_balls b
+        WHERE b.user_id = {ME} AND ({include_all} OR {live("b", NOW)})
+        ORDER BY b.created_at DESC, b.id
+        LIMIT :limit
+    """  # noqa: S608 (constant fragments)
+
+
+def collections_of(ball_id: str) -> str:
+    """A LATERAL subquery: who collected how much from the ball, oldest first, as parallel
+    arrays ``by_ids, by_handles, by_amounts, by_ats`` (NULL when nobody did)."""
+    return f"""
+        SELECT array_agg(le.user_id ORDER BY le.id) AS by_ids,
+               array_agg(u.handle ORDER BY le.id) AS by_handles,
+               array_agg(le.amount_g ORDER BY le.id) AS by_amounts,
+               array_agg(le.at ORDER BY le.id) AS by_ats
+        FROM ledger_entries le JOIN users u ON u.id = le.user_id
+        WHERE le.ball_id = {ball_id} AND le.account = 'user' AND le.reason IN ('collect', 'steal')
+    """  # noqa: S608 (constant fragments)
+
+
+def collect_ctes(which: str) -> str:
+    """The CTEs that take every ripe ball of mine matching ``which`` (SQL over ``b``) whole,
+    credit my balance and book both ledger sides:
+
+    - ``taken(id, grams)``: what each ball gave;
+    - ``total(grams)``: their sum;
+    - ``owner(balance_g, collected_total_g)``: my row after it (no row when nothing was taken:
+      an empty collect writes nothing).
+
+    The balls are locked in id order before my row (``FOR UPDATE`` hands back each ball's newest
+    version once its lock is ours), so concurrent collects and friends' takes queue on the balls
+    and then see them empty: a ball is never paid out twice."""
+    entries = book(
+        "moves",
+        amount="moves.grams",
+        debit=ball(ME, "moves.id"),
+        credit=collector(
+            ME,
+            "moves.id",
+            balance_after=running_balance("owner.balance_g", "total.grams", "moves.running"),
         ),
-        {"user": user_id, "now": now, "limit": limit, "all": include_all},
+        reason="'collect'",
+        ref="moves.ref",
+        rules_version="moves.rules_version",
+        joins="CROSS JOIN owner CROSS JOIN total",
     )
-    balls = [
-        BallView(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            r[4],
-            r[5],
-            r[6],
-            ball_state(now, r[3], r[5], r[6], r[7]),
-            r[8],
-            r[9],
-        )
-        for r in rows
-    ]
-    if not balls:
-        return balls
-    takes = await session.execute(
-        text(
-            "SELECT le.ball_id, le.user_id, u.handle, le.amount_g, le.at FROM ledger_entries le "
-            "JOIN users u ON u.id = le.user_id "
-            "WHERE le.ball_id = ANY(CAST(:balls AS uuid[])) AND le.account = 'user' "
-            "AND le.reason IN ('collect', 'steal') ORDER BY le.id"
-        ),
-        {"balls": [b.id for b in balls]},
+    return f"""
+    candidates AS (
+        SELECT b.id, b.remaining_g, b.ref, b.rules_version FROM energy_balls b
+        WHERE b.user_id = {ME} AND {which} AND {ripe("b", NOW)}
+        ORDER BY b.id
+        FOR UPDATE
+    ), taken AS (
+        UPDATE energy_balls b SET remaining_g = 0 FROM candidates c
+        WHERE b.id = c.id
+        RETURNING b.id, c.remaining_g AS grams, c.ref, c.rules_version
+    ), total AS (
+        SELECT coalesce(sum(grams), 0)::bigint AS grams FROM taken
+    ), owner AS (
+        UPDATE users SET balance_g = balance_g + total.grams,
+                         collected_total_g = collected_total_g + total.grams
+        FROM total WHERE users.id = {ME} AND total.grams > 0
+        RETURNING users.balance_g, users.collected_total_g
+    ), moves AS MATERIALIZED (
+        SELECT taken.*, sum(grams) OVER (ORDER BY id) AS running FROM taken
+    ), entries AS ({entries})
+    """  # noqa: S608 (constant fragments)
+
+
+def collect_status(b: str, taken: str) -> str:
+    """A requested ball's outcome, given its row ``b`` (NULL: not mine or no such ball) and its
+    ``taken`` row (NULL: nothing taken)."""
+    return (
+        f"CASE WHEN {taken}.id IS NOT NULL THEN 'collected' "
+        f"WHEN {b}.id IS NULL THEN 'not_found' "
+        f"WHEN {expired(b, NOW)} THEN 'expired' "
+        f"WHEN {b}.ripens_at > {NOW} THEN 'not_ripe' "
+        "ELSE 'empty' END"
     )
-    by_ball: dict[uuid.UUID, list[Collection]] = defaultdict(list)
-    for ball_id, by_id, handle, amount, at in takes:
-        by_ball[ball_id].append(Collection(by_id, handle, amount, at))
-    for ball in balls:
-        ball.collections = by_ball.get(ball.id, [])
-    return balls
-
-
-@dataclass(frozen=True)
-class CollectOutcome:
-    ball_id: uuid.UUID
-    collected_g: int
-    status: str
-
-
-# only constants are interpolated (the ledger's column list, then the id filter variants)
-_COLLECT = f"""
-WITH candidates AS (
-    SELECT id, remaining_g, ref, rules_version FROM energy_balls
-    WHERE user_id = :user AND {{which}}
-      AND ripens_at <= :now AND expires_at > :now AND remaining_g > 0 AND expired_at IS NULL
-    ORDER BY id
-    FOR UPDATE
-), taken AS (
-    UPDATE energy_balls b SET remaining_g = 0 FROM candidates c
-    WHERE b.id = c.id
-    RETURNING b.id, c.remaining_g AS grams, c.ref, c.rules_version
-), total AS (
-    SELECT coalesce(sum(grams), 0) AS grams FROM taken
-), owner AS (
-    UPDATE users SET balance_g = balance_g + total.grams,
-                     collected_total_g = collected_total_g + total.grams
-    FROM total WHERE users.id = :user
-    RETURNING users.balance_g
-), moves AS MATERIALIZED (
-    SELECT taken.*, gen_random_uuid() AS transfer,
-           sum(grams) OVER (ORDER BY id) AS running
-    FROM taken
-), entries AS (
-    INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-    SELECT transfer, 'ball', :user, id, -grams, NULL::bigint, 'collect', ref, rules_version, :now
-    FROM moves
-    UNION ALL
-    SELECT m.transfer, 'user', :user, m.id, m.grams,
-           o.balance_g - t.grams + m.running, 'collect', m.ref, m.rules_version, :now
-    FROM moves m, owner o, total t
-), requested AS (
-    SELECT id FROM {{requested}}
-)
-SELECT NULL::uuid AS id, 0::bigint AS grams, 'balance' AS status, (SELECT balance_g FROM owner)
-UNION ALL
-SELECT r.id, coalesce(t.grams, 0),
-       CASE WHEN t.id IS NOT NULL THEN 'collected'
-            WHEN b.id IS NULL THEN 'not_found'
-            WHEN b.expired_at IS NOT NULL OR (b.remaining_g > 0 AND b.expires_at <= :now)
-                 THEN 'expired'
-            WHEN b.ripens_at > :now THEN 'not_ripe'
-            ELSE 'empty' END,
-       NULL
-FROM requested r
-LEFT JOIN taken t ON t.id = r.id
-LEFT JOIN energy_balls b ON b.id = r.id AND b.user_id = :user
-"""  # noqa: S608
-
-COLLECT_ALL = text(_COLLECT.format(which="TRUE", requested="taken"))
-COLLECT_SOME = text(
-    _COLLECT.format(
-        which="id = ANY(CAST(:ids AS uuid[]))",
-        requested="unnest(CAST(:ids AS uuid[])) WITH ORDINALITY AS r(id, n) ORDER BY n",
-    )
-)
-
-
-async def collect_own(
-    session: AsyncSession, user_id: uuid.UUID, now: datetime, ball_ids: list[uuid.UUID] | None
-) -> tuple[int, list[CollectOutcome]]:
-    """Take every ripe ball (or the given ones) whole, in ONE statement: lock, empty, credit the
-    balance and write both ledger sides. Concurrent collects queue on the row locks and then see
-    the ball empty, so a ball is never paid out twice. Returns (balance_g, per-ball outcomes)."""
-    if ball_ids is None:
-        rows = await session.execute(COLLECT_ALL, {"user": user_id, "now": now})
-    else:
-        rows = await session.execute(COLLECT_SOME, {"user": user_id, "now": now, "ids": ball_ids})
-    balance = 0
-    outcomes: list[CollectOutcome] = []
-    for ball_id, grams, status, balance_g in rows:
-        if status == "balance":
-            balance = int(balance_g)
-        else:
-            outcomes.append(CollectOutcome(ball_id, int(grams), status))
-    return balance, outcomes

@@ -1,23 +1,38 @@
 """Activities become energy: trust, time window, methodology, caps, then one ball each.
 
-A whole batch is evaluated in memory between two sets of statements: first the cap counters it
-touches are locked (so concurrent batches of the same user and kind queue there) and duplicates
-are looked up; then activities, balls, ledger entries and counters are written set-based.
+The rules are applied in Python — :func:`screen` (rules version, kind, trust, window) and
+:func:`value` (the factor for a region, the grams) — and shared with the economy simulator through
+:func:`evaluate` and :func:`apply_caps`. What needs the database is done by ONE statement per
+request (:data:`app.energy.repository.INGEST`): it reads the users' zone and region, finds events
+recorded before, walks the caps from today's usage (``apply_caps`` in SQL), and writes activities,
+balls, ledger entries, counters and ``co2e_avoided_g``. Python cannot know a user's region before
+that statement, so each event goes in valued for its kind's default factor and for every region
+the kind overrides; the statement takes the one that applies.
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from sqlalchemy.ext.asyncio import AsyncSession
+import orjson
 
+from app.core.sql import Pg
 from app.core.users import UserRef
 from app.energy.periods import ball_times, local_date, month_start
-from app.energy.repository import CapKey, Counter, EnergyRepository, mint_entries
+from app.energy.repository import (
+    INGEST,
+    ActivityRow,
+    CapKey,
+    Counter,
+    EventIn,
+    RegionalValue,
+    ingest_params,
+)
 from app.rules.registry import ActiveRules, RulesRegistry
 from app.rules.schema import ActivityRules
 
@@ -62,6 +77,16 @@ class Pending:
     cap_keys: list[tuple[str, CapKey]] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Value:
+    """What one event is worth where one factor applies."""
+
+    computed_g: int
+    factor: Decimal  # grams per event, or per unit
+    unit: str | None
+    region: str | None  # the region whose override applied; None: the kind's defaults
+
+
 def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> Outcome:
     return Outcome(
         event.external_id,
@@ -69,6 +94,52 @@ def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> O
         "rejected",
         reason=reason,
         rules_version=rules.version if rules else None,
+    )
+
+
+def screen(
+    event: Incoming,
+    origin: str,
+    registry: RulesRegistry,
+    now: datetime,
+    check_window: bool = True,
+) -> tuple[ActiveRules, ActivityRules] | Outcome:
+    """What needs neither the user nor the database: the rules version in force when the event
+    happened, its kind, whether ``origin`` may report it, and the time window."""
+    rules = registry.at(event.occurred_at)
+    kind = rules.rules.activities.get(event.kind)
+    if kind is None:
+        return _reject(event, "unknown_kind", rules)
+    if origin not in kind.sources:
+        return _reject(event, "untrusted_source", rules)
+    ingest = rules.rules.ingest
+    if check_window and event.occurred_at > now + ingest.max_future_skew:
+        return _reject(event, "in_future", rules)
+    if check_window and event.occurred_at < now - ingest.max_age:
+        return _reject(event, "too_old", rules)
+    return rules, kind
+
+
+def value(event: Incoming, kind: ActivityRules, region: str | None) -> Value | str:
+    """The event's grams for a user of ``region`` (its kind's factor there), or why it has none
+    (``invalid_quantity``, ``implausible``)."""
+    factor = kind.for_region(region)
+    if factor.energy_per_event_g is not None:
+        return Value(
+            factor.energy_per_event_g,
+            Decimal(factor.energy_per_event_g),
+            factor.unit,
+            factor.region,
+        )
+    if event.quantity is None or event.quantity <= 0:
+        return "invalid_quantity"
+    if kind.max_units_per_day is not None and event.quantity > Decimal(str(kind.max_units_per_day)):
+        return "implausible"
+    return Value(
+        factor.energy_g(float(event.quantity)),
+        Decimal(str(factor.energy_per_unit_g)),
+        factor.unit,
+        factor.region,
     )
 
 
@@ -84,30 +155,24 @@ def evaluate(
     """Everything that needs no database: rules version, kind, trust, window, energy.
 
     Pure: the economy simulator runs players through this very function."""
-    rules = registry.at(event.occurred_at)
-    kind = rules.rules.activities.get(event.kind)
-    if kind is None:
-        return _reject(event, "unknown_kind", rules)
-    if origin not in kind.sources:
-        return _reject(event, "untrusted_source", rules)
-    ingest = rules.rules.ingest
-    if check_window and event.occurred_at > now + ingest.max_future_skew:
-        return _reject(event, "in_future", rules)
-    if check_window and event.occurred_at < now - ingest.max_age:
-        return _reject(event, "too_old", rules)
-    factor = kind.for_region(user.region)
-    if factor.energy_per_event_g is not None:
-        computed, rate = factor.energy_per_event_g, Decimal(factor.energy_per_event_g)
-    else:
-        if event.quantity is None or event.quantity <= 0:
-            return _reject(event, "invalid_quantity", rules)
-        if kind.max_units_per_day is not None and event.quantity > Decimal(
-            str(kind.max_units_per_day)
-        ):
-            return _reject(event, "implausible", rules)
-        computed = factor.energy_g(float(event.quantity))
-        rate = Decimal(str(factor.energy_per_unit_g))
-    pending = Pending(index, user, event, rules, kind, computed, rate, factor.unit, factor.region)
+    screened = screen(event, origin, registry, now, check_window)
+    if isinstance(screened, Outcome):
+        return screened
+    rules, kind = screened
+    valued = value(event, kind, user.region)
+    if isinstance(valued, str):
+        return _reject(event, valued, rules)
+    pending = Pending(
+        index,
+        user,
+        event,
+        rules,
+        kind,
+        valued.computed_g,
+        valued.factor,
+        valued.unit,
+        valued.region,
+    )
     day = local_date(event.occurred_at, user.timezone)
     if kind.daily_cap_g is not None or kind.daily_cap_count is not None:
         pending.cap_keys.append(("day", (user.id, event.kind, "day", day)))
@@ -118,7 +183,8 @@ def evaluate(
 
 def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
     """What still fits under every cap; updates the counters when something is minted.
-    Pure (counters are plain objects): shared with the economy simulator."""
+    Pure (counters are plain objects): shared with the economy simulator. The ingest statement
+    walks the same rule in SQL (``walk`` in :mod:`app.energy.repository`)."""
     grams = p.computed_g
     keys = dict(p.cap_keys)
     day = counters.get(keys["day"]) if "day" in keys else None
@@ -142,117 +208,85 @@ def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
     return grams
 
 
+def plan(
+    events: Sequence[tuple[uuid.UUID, Incoming]],
+    origin: str,
+    registry: RulesRegistry,
+    now: datetime,
+) -> tuple[list[EventIn], list[RegionalValue]]:
+    """The statement's input: each event screened and valued at its kind's default factor, plus
+    its value for every region the kind overrides (numbered from 1 in request order)."""
+    rows: list[EventIn] = []
+    regional: list[RegionalValue] = []
+    for n, (user_id, event) in enumerate(events, start=1):
+        attributes = orjson.dumps(event.attributes).decode() if event.attributes else None
+        screened = screen(event, origin, registry, now)
+        if isinstance(screened, Outcome):
+            assert screened.rules_version is not None  # screen always names the version
+            rows.append(
+                EventIn(
+                    user_id,
+                    event.external_id,
+                    event.kind,
+                    event.occurred_at,
+                    event.quantity,
+                    attributes,
+                    screened.rules_version,
+                    screened.reason,
+                )
+            )
+            continue
+        rules, kind = screened
+        default = value(event, kind, None)
+        ripen_after = (
+            kind.ripen_after if kind.ripen_after is not None else rules.rules.balls.ripen_after
+        )
+        rows.append(
+            EventIn(
+                user_id,
+                event.external_id,
+                event.kind,
+                event.occurred_at,
+                event.quantity,
+                attributes,
+                rules.version,
+                None,
+                *_value_columns(default),
+                day_cap_g=kind.daily_cap_g,
+                day_cap_count=kind.daily_cap_count,
+                month_cap_count=kind.monthly_cap_count,
+                ripens_base=event.occurred_at + ripen_after,
+                ripen_at_local=kind.ripen_at_local,
+                expire_after=rules.rules.balls.expire_after,
+            )
+        )
+        for region in kind.regions:
+            regional.append(RegionalValue(n, region, *_value_columns(value(event, kind, region))))
+    return rows, regional
+
+
+def _value_columns(
+    valued: Value | str,
+) -> tuple[int | None, Decimal | None, str | None, str | None]:
+    if isinstance(valued, str):
+        return None, None, None, valued
+    return valued.computed_g, valued.factor, valued.unit, None
+
+
 async def ingest(
-    session: AsyncSession,
+    pg: Pg,
     *,
     source: str,
     origin: str,
-    events: list[tuple[UserRef, Incoming]],
+    events: Sequence[tuple[uuid.UUID, Incoming]],
     registry: RulesRegistry,
     now: datetime,
-    check_window: bool = True,
-) -> list[Outcome]:
-    """Evaluate and record a batch; outcomes in input order. ``source`` scopes event ids
-    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust.
-    ``check_window=False`` is for step days, whose date was checked when it was recorded and
-    which must mint whenever the day gets closed (even after a long worker outage)."""
-    repo = EnergyRepository(session)
-    outcomes: list[Outcome | None] = [None] * len(events)
-    pending: list[Pending] = []
-    for index, (user, event) in enumerate(events):
-        evaluated = evaluate(index, user, event, origin, registry, now, check_window)
-        if isinstance(evaluated, Outcome):
-            outcomes[index] = evaluated
-        else:
-            pending.append(evaluated)
-
-    counters = await repo.lock_counters([key for p in pending for _, key in p.cap_keys])
-    existing = await repo.existing_activities(
-        source, [(p.user.id, p.event.external_id) for p in pending]
-    )
-
-    activities: list[dict[str, Any]] = []
-    balls: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
-    minted: list[Pending] = []
-    touched: dict[CapKey, Counter] = {}
-    for p in sorted(pending, key=lambda p: (p.event.occurred_at, p.index)):
-        found = existing.get((p.user.id, p.event.external_id))
-        if found is not None:
-            outcomes[p.index] = Outcome(
-                p.event.external_id,
-                found.kind,
-                "duplicate",
-                found.energy_g,
-                found.ball_id,
-                rules_version=found.rules_version,
-            )
-            continue
-        energy = apply_caps(p, counters)
-        for _, key in p.cap_keys:
-            touched[key] = counters[key]
-        ball_id = uuid.uuid4() if energy > 0 else None
-        status: Status = "minted" if energy == p.computed_g else "capped"
-        outcomes[p.index] = Outcome(
-            p.event.external_id,
-            p.event.kind,
-            status,
-            energy,
-            ball_id,
-            rules_version=p.rules.version,
-        )
-        activities.append(
-            {
-                "user_id": p.user.id,
-                "source": source,
-                "external_id": p.event.external_id,
-                "kind": p.event.kind,
-                "occurred_at": p.event.occurred_at,
-                "received_at": now,
-                "quantity": p.event.quantity,
-                "unit": p.unit,
-                "attributes": p.event.attributes,
-                "region": p.region,
-                "factor_g": p.factor,
-                "rules_version": p.rules.version,
-                "computed_g": p.computed_g,
-                "energy_g": energy,
-                "status": status,
-                "ball_id": ball_id,
-            }
-        )
-        if ball_id is not None:
-            balls[(p.user.id, p.event.external_id)] = ball_row(
-                ball_id,
-                p.user,
-                p.event.kind,
-                energy,
-                f"activity:{source}:{p.event.external_id}",
-                p.event.occurred_at,
-                now,
-                p.rules,
-                p.kind,
-            )
-            minted.append(p)
-
-    inserted = await repo.insert_activities(activities)
-    if len(inserted) != len(activities):
-        # a concurrent request recorded some of these ids first (only possible for uncapped
-        # kinds, which take no counter lock): report them as duplicates and mint nothing for them
-        for p in minted[:]:
-            activity_key = (p.user.id, p.event.external_id)
-            if activity_key not in inserted:
-                balls.pop(activity_key, None)
-                minted.remove(p)
-                outcomes[p.index] = Outcome(
-                    p.event.external_id, p.event.kind, "duplicate", rules_version=p.rules.version
-                )
-    await mint_balls(repo, list(balls.values()))
-    await repo.save_counters(touched)
-    co2e: dict[uuid.UUID, int] = {}
-    for ball in balls.values():
-        co2e[ball["user_id"]] = co2e.get(ball["user_id"], 0) + ball["amount_g"]
-    await repo.add_co2e(co2e)
-    return [o for o in outcomes if o is not None]
+) -> list[ActivityRow]:
+    """Evaluate and record a batch in one statement; one row per event in input order, with
+    ``status`` None for an event whose user does not exist. ``source`` scopes event ids
+    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust."""
+    rows, regional = plan(events, origin, registry, now)
+    return await pg.fetch(INGEST, **ingest_params(rows, regional, source=source, now=now))
 
 
 def ball_row(
@@ -268,6 +302,7 @@ def ball_row(
     *,
     stealable: bool = True,
 ) -> dict[str, Any]:
+    """A ball as the ingest statement writes it (the economy simulator's model of one)."""
     ripens_at, expires_at = ball_times(
         occurred_at,
         now,
@@ -294,22 +329,3 @@ def ball_row(
         "stolen_g": 0,
         "rules_version": rules.version,
     }
-
-
-async def mint_balls(repo: EnergyRepository, balls: list[dict[str, Any]]) -> None:
-    """Insert balls and their mint transfers (``system:minted`` → ball)."""
-    await repo.insert_balls(balls)
-    await repo.insert_entries(
-        [
-            entry
-            for b in balls
-            for entry in mint_entries(
-                ball_id=b["id"],
-                user_id=b["user_id"],
-                amount_g=b["amount_g"],
-                ref=b["ref"],
-                rules_version=b["rules_version"],
-                at=b["created_at"],
-            )
-        ]
-    )

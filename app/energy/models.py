@@ -47,9 +47,10 @@ class Activity(SQLModel, table=True):
     region: str | None = Field(default=None, sa_type=String(64))
     # the factor used: grams per event, or grams per unit
     factor_g: Decimal = Field(sa_type=Numeric(18, 6))
-    rules_version: int = Field(
-        sa_column=Column(Integer, ForeignKey("rules_versions.version"), nullable=False)
-    )
+    # no foreign key: versions are immutable and never deleted, and a per-row check would make
+    # every writer share a lock on the same few rules_versions rows (see the 6b1d2e3f4a51
+    # migration)
+    rules_version: int = Field(sa_column=Column(Integer, nullable=False))
     computed_g: int = Field(sa_type=BigInteger)  # what the activity was worth before caps
     energy_g: int = Field(sa_type=BigInteger)  # what was minted after caps
     status: str = Field(sa_type=String(16))  # minted | capped
@@ -121,9 +122,10 @@ class EnergyBall(SQLModel, table=True):
     expired_at: datetime | None = ts_field(nullable=True)  # when the expiry was booked
     expired_g: int = Field(default=0, sa_type=BigInteger)  # what expiry took (then remaining 0)
     stolen_g: int = Field(default=0, sa_type=BigInteger)  # what friends took, for the owner floor
-    rules_version: int = Field(
-        sa_column=Column(Integer, ForeignKey("rules_versions.version"), nullable=False)
-    )
+    # no foreign key: versions are immutable and never deleted, and a per-row check would make
+    # every writer share a lock on the same few rules_versions rows (see the 6b1d2e3f4a51
+    # migration)
+    rules_version: int = Field(sa_column=Column(Integer, nullable=False))
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -171,7 +173,8 @@ class LedgerEntry(SQLModel, table=True):
         sa_type=String(32)
     )  # mint | collect | steal | water | expire | burn | refund
     ref: str = Field(sa_type=String(200))
-    rules_version: int = Field(
-        sa_column=Column(Integer, ForeignKey("rules_versions.version"), nullable=False)
-    )
+    # no foreign key: versions are immutable and never deleted, and a per-row check would make
+    # every writer share a lock on the same few rules_versions rows (see the 6b1d2e3f4a51
+    # migration)
+    rules_version: int = Field(sa_column=Column(Integer, nullable=False))
     at: datetime = ts_field()

@@ -87,3 +87,17 @@ class WateringDay(SQLModel, table=True):
     receiver_id: uuid.UUID = Field(primary_key=True)
     day: date = Field(primary_key=True, sa_type=Date)
     count: int = Field(default=0, sa_type=Integer)
+
+
+class CollectedScore(SQLModel, table=True):
+    """A user's energy collected (own collects and takes) in the current day and week of the
+    boards, kept by the collect statements themselves (see ``app.game.leaderboards.scores``);
+    the ledger stays the truth this row is restarted from."""
+
+    __tablename__ = "collected_scores"
+
+    user_id: uuid.UUID = Field(primary_key=True)
+    day_start: datetime = ts_field()
+    day_g: int = Field(default=0, sa_type=BigInteger)
+    week_start: datetime = ts_field()
+    week_g: int = Field(default=0, sa_type=BigInteger)

@@ -43,10 +43,12 @@ class Side:
     balance_after: str = "NULL::bigint"
 
 
-def user(user_id: str, *, balance_after: str) -> Side:
+def user(user_id: str, *, balance_after: str, ball: str = "NULL::uuid") -> Side:
     """A user's balance (``users.balance_g``); ``balance_after`` is what it holds after this
-    transfer (see :func:`running_balance` when one statement moves several)."""
-    return Side("'user'", user_id, "NULL::uuid", balance_after)
+    transfer (see :func:`running_balance` when one statement moves several). ``ball`` names the
+    ball the energy came from or went to, when there is one (the forest's "collected by" list
+    reads it from the user's side)."""
+    return Side("'user'", user_id, ball, balance_after)
 
 
 def ball(owner_id: str, ball_id: str) -> Side:

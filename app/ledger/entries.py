@@ -10,10 +10,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-INSERT_ENTRY_COLUMNS = (
-    "transfer_id, account, user_id, ball_id, amount_g, balance_after_g, reason, ref, "
-    "rules_version, at"
-)
+from app.core.sql import Statement
+from app.ledger.booking import EXPIRED, ball, book, system
 
 
 @dataclass(frozen=True)
@@ -27,54 +25,59 @@ class EntryRow:
     rules_version: int
 
 
+# the caller's balance entries, newest first (limit + 1 rows, to know if more exist)
+USER_ENTRIES = Statement(
+    "SELECT id, at, amount_g, balance_after_g, reason, ref, rules_version "
+    "FROM ledger_entries WHERE user_id = CAST(:user AS uuid) AND account = 'user' "
+    "AND (CAST(:before AS bigint) IS NULL OR id < CAST(:before AS bigint)) "
+    "ORDER BY id DESC LIMIT CAST(:limit AS int)",
+    row=EntryRow,
+)
+
+
 async def user_entries(
     session: AsyncSession, user_id: uuid.UUID, before_id: int | None, limit: int
 ) -> list[EntryRow]:
-    """The caller's balance entries, newest first (limit + 1 rows, to know if more exist)."""
+    """:data:`USER_ENTRIES` on a session (cold paths)."""
     rows = await session.execute(
-        text(
-            "SELECT id, at, amount_g, balance_after_g, reason, ref, rules_version "
-            "FROM ledger_entries WHERE user_id = :user AND account = 'user' "
-            "AND (CAST(:before AS bigint) IS NULL OR id < :before) "
-            "ORDER BY id DESC LIMIT :limit"
-        ),
-        {"user": user_id, "before": before_id, "limit": limit + 1},
+        text(USER_ENTRIES.sql), {"user": user_id, "before": before_id, "limit": limit + 1}
     )
-    return [EntryRow(*r) for r in rows]
+    return [EntryRow(**r._mapping) for r in rows]
 
 
-_EXPIRE = f"""
+def _expire(which: str, order: str) -> str:
+    """Book what is left in the chosen balls to ``system:expired``, in one statement: the balls
+    emptied (``expired_g`` keeps what expiry took) and both ledger sides of each."""
+    entries = book(
+        "booked",
+        amount="booked.grams",
+        debit=ball("booked.user_id", "booked.id"),
+        credit=system(EXPIRED),
+        reason="'expire'",
+        ref="booked.ref",
+        rules_version="booked.rules_version",
+    )
+    return f"""
     WITH due AS (
         SELECT id, user_id, remaining_g, ref, rules_version FROM energy_balls
-        WHERE {{which}} AND remaining_g > 0 AND expired_at IS NULL
-        {{order}}
+        WHERE {which} AND remaining_g > 0 AND expired_at IS NULL
+        {order}
     ), booked AS (
         UPDATE energy_balls b
         SET remaining_g = 0, expired_g = due.remaining_g, expired_at = :now
         FROM due WHERE b.id = due.id AND b.remaining_g > 0
         RETURNING b.id, b.user_id, due.remaining_g AS grams, due.ref, due.rules_version
-    ), moves AS MATERIALIZED (
-        SELECT booked.*, gen_random_uuid() AS transfer FROM booked
-    ), entries AS (
-        INSERT INTO ledger_entries ({INSERT_ENTRY_COLUMNS})
-        SELECT transfer, 'ball', user_id, id, -grams, NULL::bigint, 'expire', ref,
-               rules_version, :now
-        FROM moves
-        UNION ALL
-        SELECT transfer, 'system:expired', NULL::uuid, NULL::uuid, grams, NULL::bigint, 'expire',
-               ref, rules_version, :now
-        FROM moves
-    )
-    SELECT count(*), coalesce(sum(grams), 0) FROM moves
-    """  # noqa: S608 (only the constant column list is interpolated)
+    ), entries AS ({entries})
+    SELECT count(*), coalesce(sum(grams), 0) FROM booked
+    """  # noqa: S608 (composed from the ledger's constant fragments)
+
+
 # balls past their time, a batch at a time, skipping ones another worker is booking
 EXPIRE_DUE = text(
-    _EXPIRE.format(
-        which="expires_at <= :now", order="ORDER BY expires_at LIMIT :batch FOR UPDATE SKIP LOCKED"
-    )
+    _expire("expires_at <= :now", "ORDER BY expires_at LIMIT :batch FOR UPDATE SKIP LOCKED")
 )
 # every ball of one user still holding energy, whatever its time (erasure)
-EXPIRE_USER = text(_EXPIRE.format(which="user_id = :user", order="FOR UPDATE"))
+EXPIRE_USER = text(_expire("user_id = :user", "FOR UPDATE"))
 
 
 async def book_expired(session: AsyncSession, now: datetime, batch: int = 5000) -> int:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.core.db import SessionDep
 from app.core.deps import bearer_token
 from app.core.errors import Forbidden, Unauthorized
 from app.core.security import digest
+from app.partners.keys import PartnerKey, PartnerKeys
 from app.partners.models import Partner
 from app.partners.repository import PartnersRepository
 from app.partners.schemas import Scope
@@ -39,6 +40,34 @@ def partner_with_scope(scope: Scope) -> Callable[[Partner], Awaitable[Partner]]:
     """A dependency giving the calling partner if its key carries ``scope`` (else 403)."""
 
     async def dependency(partner: PartnerDep) -> Partner:
+        if scope.value not in partner.scopes:
+            raise Forbidden(f"This API key lacks the '{scope.value}' scope")
+        return partner
+
+    return dependency
+
+
+async def verified_partner(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(partner_bearer)],
+) -> PartnerKey:
+    """The calling partner for hot routes: the key checked against the process's verified keys
+    (:mod:`app.partners.keys`), a query only the first time a process sees a key."""
+    token = bearer_token(credentials)
+    keys: PartnerKeys = request.app.state.partner_keys
+    partner = await keys.verify(digest(token)) if token else None
+    if partner is None:
+        raise Unauthorized("A valid partner API key is required")
+    return partner
+
+
+VerifiedPartner = Annotated[PartnerKey, Depends(verified_partner)]
+
+
+def verified_partner_with_scope(scope: Scope) -> Callable[[PartnerKey], Awaitable[PartnerKey]]:
+    """:func:`partner_with_scope` for hot routes (no query once the key is known)."""
+
+    async def dependency(partner: VerifiedPartner) -> PartnerKey:
         if scope.value not in partner.scopes:
             raise Forbidden(f"This API key lacks the '{scope.value}' scope")
         return partner

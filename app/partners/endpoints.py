@@ -11,6 +11,7 @@ from app.core.deps import ClockDep, KeysDep, SettingsDep
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.dependencies import PartnerDep
+from app.partners.keys import forget_partner
 from app.partners.schemas import (
     PartnerCreate,
     PartnerCreated,
@@ -52,6 +53,7 @@ async def list_partners(session: SessionDep) -> PartnerList:
 async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
     """Issue a new API key; the old one stops working at once."""
     rotated = await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
+    forget_partner(rotated.id)  # here at once; other processes hear it when this commits
     await audit.record(
         session,
         action="partner.key_rotated",

@@ -147,8 +147,11 @@ WITH prior AS MATERIALIZED (
       AND me.balance_g >= i.cost_g * CAST(:quantity AS integer)
     RETURNING i.id, i.kind, i.partner_id, i.cost_g * CAST(:quantity AS integer) AS cost_g
 ), payer AS (
-    UPDATE users u SET balance_g = u.balance_g - taken.cost_g
-    FROM taken WHERE u.id = :user
+    -- from the locked row's balance, not this UPDATE's snapshot version of it: a stale, lower
+    -- balance would fail the CHECK constraint before PostgreSQL re-reads the current row (we
+    -- hold the row's lock since payer_locked, so nothing changed it in between)
+    UPDATE users u SET balance_g = me.balance_g - taken.cost_g
+    FROM taken, payer_locked me WHERE u.id = :user
     RETURNING u.balance_g
 ), numbered AS (
     -- the certificate number comes from the planting's own sequence value; reading

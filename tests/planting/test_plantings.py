@@ -492,6 +492,49 @@ class TestConcurrency:
         assert await scalar(app, "SELECT sum(taken) FROM catalog_items") == 1
         await ledger_ok(client, admin_headers)
 
+    async def test_plantings_racing_the_players_own_collect_stay_exact(
+        self,
+        client: httpx.AsyncClient,
+        admin_headers: dict[str, str],
+        app: FastAPI,
+        clock: FrozenClock,
+    ) -> None:
+        """A planting whose statement started before a collect committed must neither 500 on the
+        balance constraint nor miss the energy it now has: it decides on the locked row."""
+        ngo = await create_ngo(client, admin_headers)
+        item = await add_item(client, admin_headers, ngo.id, cost_g=50, budget=1000)
+        for round_ in range(4):
+            alice = await register(client, f"racer_{round_}")
+            rides = await client.post(
+                "/v1/activities/batch",
+                json={
+                    "activities": [
+                        {
+                            "id": f"r{round_}-{i}",
+                            "kind": "bus",
+                            "occurred_at": (clock.now() - timedelta(minutes=30)).isoformat(),
+                        }
+                        for i in range(5)
+                    ]
+                },
+                headers=alice.headers,
+            )
+            assert rides.status_code == 200
+            clock.advance(hours=24)  # 5 x 80 g ripe, nothing on the balance yet
+            calls = [
+                client.post("/v1/plantings", json={"item_id": item["id"]}, headers=alice.headers)
+                for _ in range(8)
+            ]
+            calls.insert(round_, client.post("/v1/forest/collect", json={}, headers=alice.headers))
+            responses = await asyncio.gather(*calls)
+            assert responses[round_].json()["collected_g"] == 400
+            planted = [r for i, r in enumerate(responses) if i != round_]
+            assert {r.status_code for r in planted} <= {201, 409}, [r.text for r in planted]
+            made = sum(r.status_code == 201 for r in planted)
+            me = (await client.get("/v1/me", headers=alice.headers)).json()
+            assert me["balance_g"] == 400 - 50 * made
+        await ledger_ok(client, admin_headers)
+
 
 class TestReadPlantings:
     async def test_list_is_newest_first_and_paged(

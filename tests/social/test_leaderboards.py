@@ -3,6 +3,7 @@ the rules' time zone, and PostgreSQL as the truth when Redis is flushed or unrea
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -13,6 +14,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy import text
 
 from app.core.clock import FrozenClock
 from tests.helpers import Player, assert_problem, register
@@ -298,3 +300,88 @@ class TestRedisIsNotTheTruth:
         # Redis is back (it never lost its data): the board must still be PostgreSQL's truth
         total = ranking(await board(client, circle.alice, "total"))
         assert total[1] == (2, "erin", 152)
+
+
+class TestScoresKeptByTheCollects:
+    """The collect statements keep each collector's day and week in ``collected_scores``; those
+    must always equal what the ledger says, however the collects race."""
+
+    async def test_racing_takes_and_collects_of_one_player_add_up_exactly(
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
+    ) -> None:
+        swap_rules(app, "stealing", mode="fixed")
+        alice = await register(client, "alice")
+        friends = [await register(client, f"friend{i}") for i in range(10)]
+        for friend in friends:
+            await befriend(client, alice, friend)
+            await mint(client, clock, friend, 1)
+        await mint(client, clock, alice, 2)
+        clock.set(MONDAY_NOON)
+        calls = [
+            client.post(f"/v1/friends/{f.id}/collect", json={}, headers=alice.headers)
+            for f in friends
+        ]
+        calls += [
+            client.post("/v1/forest/collect", json={}, headers=alice.headers) for _ in range(3)
+        ]
+        responses = await asyncio.gather(*calls)
+        assert all(r.status_code == 200 for r in responses), [r.text for r in responses]
+        assert sum(r.json()["collected_g"] for r in responses) == 10 * 8 + 2 * 80
+        async with app.state.engine.connect() as conn:
+            kept = (
+                await conn.execute(
+                    text("SELECT day_g, week_g FROM collected_scores WHERE user_id = :u"),
+                    {"u": alice.id},
+                )
+            ).one()
+        assert tuple(kept) == (240, 240)
+        for period in PERIODS:
+            body = await board(client, alice, period)
+            assert body["me"]["energy_g"] == 240
+            await app.state.redis.flushdb()  # rebuilt from the ledger: the same answer
+            assert (await board(client, alice, period))["me"]["energy_g"] == 240
+
+    async def test_a_new_week_starts_the_friends_list_from_zero(
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
+    ) -> None:
+        alice, bob = await register(client, "alice"), await register(client, "bob")
+        await befriend(client, alice, bob)
+        await mint(client, clock, bob, 1)
+        clock.set(MONDAY_NOON)
+        await collect_own(client, bob)
+        [friend] = (await client.get("/v1/friends", headers=alice.headers)).json()["friends"]
+        assert friend["energy_week_g"] == 80
+        clock.set(datetime(2026, 12, 6, 16, 0, tzinfo=UTC))  # Monday 00:00 in Shanghai
+        [friend] = (await client.get("/v1/friends", headers=alice.headers)).json()["friends"]
+        assert friend["energy_week_g"] == 0
+        await mint(client, clock, bob, 1)
+        clock.advance(hours=24)
+        await collect_own(client, bob)
+        [friend] = (await client.get("/v1/friends", headers=alice.headers)).json()["friends"]
+        assert friend["energy_week_g"] == 80
+        assert ranking(await board(client, alice, "total"))[0] == (1, "bob", 160)
+
+    async def test_scores_from_before_the_table_are_summed_from_the_ledger(
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
+    ) -> None:
+        circle = await monday_morning(client, clock, app)
+        async with app.state.engine.begin() as conn:  # as if collected before the table existed
+            await conn.execute(text("DELETE FROM collected_scores"))
+        friends = (await client.get("/v1/friends", headers=circle.alice.headers)).json()
+        assert {f["handle"]: f["energy_week_g"] for f in friends["friends"]} == {
+            "bob": 160,
+            "carol": 80,
+            "erin": 0,
+            "frank": 80,
+        }
+        await mint(client, clock, circle.bob, 1)
+        clock.set(TUESDAY_NOON)
+        await collect_own(client, circle.bob)  # restarts bob's row from the ledger
+        async with app.state.engine.connect() as conn:
+            kept = (
+                await conn.execute(
+                    text("SELECT day_g, week_g FROM collected_scores WHERE user_id = :u"),
+                    {"u": circle.bob.id},
+                )
+            ).one()
+        assert tuple(kept) == (80, 240)

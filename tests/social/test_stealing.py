@@ -420,3 +420,38 @@ class TestSqlAndPythonAgree:
                 expected = take_size(amount, remaining, stolen, rules)
                 got = (await take(client, thief, owner, ball))["collected_g"]
                 assert got == expected, (share, floor, amount, stolen)
+
+
+class TestRetries:
+    async def test_a_retried_take_with_its_key_replays_the_answer_and_takes_once(
+        self,
+        client: httpx.AsyncClient,
+        clock: FrozenClock,
+        app: FastAPI,
+        admin_headers: dict[str, str],
+    ) -> None:
+        tune(app, mode="fixed")
+        owner, thief = await register(client, "owner"), await register(client, "thief")
+        await befriend(client, owner, thief)
+        ball = await ripe_ball(client, clock, owner)
+        headers = thief.headers | {"Idempotency-Key": "take-1"}
+        path = f"/v1/friends/{owner.id}/collect"
+        first = await client.post(path, json={"ball_ids": [ball]}, headers=headers)
+        retry = await client.post(path, json={"ball_ids": [ball]}, headers=headers)
+        assert first.status_code == retry.status_code == 200
+        assert (
+            retry.json()
+            == first.json()
+            == {
+                "collected_g": 8,
+                "balance_g": 8,
+                "results": [{"ball_id": ball, "collected_g": 8, "status": "collected"}],
+            }
+        )
+        assert retry.headers["idempotent-replayed"] == "true"
+        assert tuple(await ball_row(app, ball)) == (80, 72, 8)
+        other = await client.post(path, json={}, headers=thief.headers | {"Idempotency-Key": "2"})
+        assert other.json()["results"] == [
+            {"ball_id": ball, "collected_g": 0, "status": "collected_by_you"}
+        ]
+        await ledger_ok(client, admin_headers)

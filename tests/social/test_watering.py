@@ -226,6 +226,29 @@ class TestDailyLimit:
         assert await balance(client, alice) == 14
         await ledger_ok(client, admin_headers)
 
+    async def test_waterings_racing_the_givers_own_collect_stay_exact(
+        self, client: httpx.AsyncClient, clock: FrozenClock, admin_headers: dict[str, str]
+    ) -> None:
+        alice = await register(client, "alice")
+        friends = [await register(client, f"friend_{i}") for i in range(5)]
+        for friend in friends:
+            await befriend(client, alice, friend)
+        await fund(client, clock, (alice, 1))  # 80 g on the balance
+        await mint(client, clock, alice, 1)
+        clock.advance(hours=24)  # and 80 g ripe: the collect may land before or after waterings
+        calls = [water(client, alice, f, 33) for f in friends]
+        calls.insert(2, client.post("/v1/forest/collect", json={}, headers=alice.headers))
+        responses = await asyncio.gather(*calls)
+        assert responses[2].status_code == 200 and responses[2].json()["collected_g"] == 80
+        given = [r for i, r in enumerate(responses) if i != 2]
+        watered = sum(r.status_code == 201 for r in given)
+        assert 2 <= watered <= 4
+        assert all(
+            r.json()["code"] == "insufficient_energy" for r in given if r.status_code != 201
+        ), [r.text[:300] for r in given]
+        assert await balance(client, alice) == 160 - 33 * watered
+        await ledger_ok(client, admin_headers)
+
 
 class TestWateredBall:
     async def test_only_the_receiver_can_collect_it_and_gets_all_of_it(

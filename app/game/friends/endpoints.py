@@ -2,37 +2,32 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Literal
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Request
+from fastapi import APIRouter
 from starlette.responses import Response
 
-from app.accounts.dependencies import CurrentUser
+from app.accounts.dependencies import CurrentPrincipal, CurrentUser
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, LimiterDep, RegistryDep, RulesDep
 from app.core.errors import Forbidden
 from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
-from app.core.users import UserRef
-from app.energy import steps
-from app.energy.schemas import CollectResult, ForestUser, Trees
+from app.core.sql import PgDep
 from app.game.friends import service
-from app.game.friends.repository import FriendsRepository
 from app.game.friends.schemas import (
     FriendList,
-    FriendOut,
     FriendRequestIn,
     FriendRequestList,
     FriendRequestOut,
 )
-from app.game.leaderboards.service import record_in_background, scores
-from app.game.props import service as props
+from app.game.hot import Body, Fetch, json_response, respond
+from app.game.leaderboards.flusher import FlusherDep
+from app.game.leaderboards.scores import Periods
 from app.game.schemas import (
-    FriendBallOut,
     FriendCollectIn,
     FriendCollectOut,
     FriendForestOut,
-    PropOut,
     WaterIn,
     WaterOut,
 )
@@ -103,49 +98,12 @@ async def decline(
 
 @router.get("/friends", response_model=FriendList)
 async def list_friends(
-    user: CurrentUser, session: SessionDep, clock: ClockDep, rules: RulesDep, request: Request
-) -> FriendList:
+    me: CurrentPrincipal, pg: PgDep, clock: ClockDep, rules: RulesDep
+) -> Response:
     """Every friend with what you could collect from them now; friends with energy first."""
     now = clock.now()
-    double = await props.active_until(session, user.id, props.DOUBLE_COLLECT, now) is not None
-    params = stealing.StealParams.of(rules.rules, double)
-    summaries = await stealing.friend_summaries(session, user.id, now, params)
-    if not rules.rules.stealing.enabled:
-        summaries = [
-            stealing.FriendSummary(s.id, s.handle, s.display_name, 0, None) for s in summaries
-        ]
-    week = await scores(
-        session,
-        request.app.state.redis,
-        "week",
-        [s.id for s in summaries],
-        now,
-        rules.rules.timezone,
-        request.app.state.leaderboard_pending,
-    )
-    ordered = sorted(
-        summaries,
-        key=lambda s: (
-            s.collectible_g == 0,
-            -s.collectible_g,
-            s.next_collectible_at is None,
-            s.next_collectible_at or now,
-            s.handle or "",
-        ),
-    )
-    return FriendList(
-        friends=[
-            FriendOut(
-                id=s.id,
-                handle=s.handle,
-                display_name=s.display_name,
-                collectible_g=s.collectible_g,
-                next_collectible_at=s.next_collectible_at,
-                energy_week_g=week.get(s.id, 0),
-            )
-            for s in ordered
-        ]
-    )
+    periods = Periods.at(now, rules.rules.timezone)
+    return json_response(await stealing.friends(pg, me.id, now, rules.rules, periods))
 
 
 @router.delete("/friends/{user_id}", status_code=204)
@@ -167,124 +125,67 @@ async def unblock(user_id: str, user: CurrentUser, session: SessionDep) -> Respo
     return Response(status_code=204)
 
 
-async def _friend(user_id: str, user: CurrentUser, session: SessionDep) -> UserRef:
-    """The friend named in the path, or 404 (not a friend, blocked, or nobody: all alike);
-    one query."""
-    return await service.friend_profile(session, user.id, parse_id(user_id, "friend"))
-
-
-Friend = Annotated[UserRef, Depends(_friend)]
-
-
 @router.get("/friends/{user_id}/forest", response_model=FriendForestOut)
 async def friend_forest(
-    friend: Friend,
-    user: CurrentUser,
+    user_id: str,
+    me: CurrentPrincipal,
+    pg: PgDep,
     session: SessionDep,
     clock: ClockDep,
     rules: RulesDep,
     registry: RegistryDep,
-) -> FriendForestOut:
+) -> Response:
     """A friend's live balls, each with what you could take now and why not otherwise."""
     now = clock.now()
-    await steps.mint_closed_days(session, friend, registry, now)
-    double = await props.active_until(session, user.id, props.DOUBLE_COLLECT, now) is not None
-    balls = await stealing.friend_balls(
-        session, user.id, friend.id, now, stealing.StealParams.of(rules.rules, double)
-    )
-    inventory = await props.inventory(session, friend.id, rules, now)
-    shield = next((p.active_until for p in inventory if p.type == props.SHIELD), None)
-    handle, display_name = await FriendsRepository(session).names(friend.id)
-    return FriendForestOut(
-        now=now,
-        user=ForestUser(id=friend.id, handle=handle or "", display_name=display_name),
-        balls=[
-            FriendBallOut(
-                id=b.id,
-                kind=b.kind,
-                amount_g=b.amount_g,
-                remaining_g=b.remaining_g,
-                created_at=b.created_at,
-                ripens_at=b.ripens_at,
-                expires_at=b.expires_at,
-                state="growing" if b.ripens_at > now else "ripe",
-                rules_version=b.rules_version,
-                viewer_status=(
-                    b.viewer_status
-                    if rules.rules.stealing.enabled or b.viewer_status != "available"
-                    else "protected"
-                ),
-                collectible_g=b.collectible_g if rules.rules.stealing.enabled else 0,
-            )
-            for b in balls
-        ],
-        shield_until=shield,
-        # a friend sees which cards are running, not how many the owner holds
-        props=[
-            PropOut(type=p.type, count=0, active_until=p.active_until)
-            for p in inventory
-            if p.active_until is not None
-        ],
-        trees=Trees(count=0),
-    )
+    owner = parse_id(user_id, "friend")
+    rows = await stealing.friend_forest_rows(pg, session, registry, me.id, owner, now, rules.rules)
+    return json_response(stealing.friend_forest_body(now, rows))
 
 
 @router.post("/friends/{user_id}/collect", response_model=FriendCollectOut)
 async def collect_from_friend(
-    friend: Friend,
-    user: CurrentUser,
+    user_id: str,
+    me: CurrentPrincipal,
+    pg: PgDep,
     session: SessionDep,
     clock: ClockDep,
     rules: RulesDep,
     limiter: LimiterDep,
     idem: IdempotencyDep,
-    request: Request,
-    background: BackgroundTasks,
+    flusher: FlusherDep,
     payload: FriendCollectIn | None = None,
 ) -> Response:
     """Take your share of a friend's ripe balls (all, or ``ball_ids``)."""
+    owner = parse_id(user_id, "friend")
     if not rules.rules.stealing.enabled:
+        await service.friend_profile(session, me.id, owner)  # strangers get their 404 first
         raise StealingDisabled()
-    await limiter.hit("collect", f"user:{user.id}")
+    await limiter.hit("collect", f"user:{me.id}")
     now = clock.now()
-    collected = 0
+    periods = Periods.at(now, rules.rules.timezone)
+    ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
 
-    async def produce() -> FriendCollectOut:
-        nonlocal collected
-        ids = list(dict.fromkeys(payload.ball_ids)) if payload and payload.ball_ids else None
-        balance, outcomes = await stealing.take(session, user.id, friend.id, now, rules.rules, ids)
-        total = collected = sum(o.collected_g for o in outcomes)
-        return FriendCollectOut(
-            collected_g=total,
-            balance_g=balance,
-            results=[
-                CollectResult(ball_id=o.ball_id, collected_g=o.collected_g, status=o.status)
-                for o in outcomes
-            ],
-        )
+    async def work(fetch: Fetch) -> Body:
+        return await stealing.take(fetch, me.id, owner, now, rules.rules, periods, ids, flusher)
 
-    response = await idem.run(owner=f"user:{user.id}", status_code=200, produce=produce)
-    if collected:
-        background.add_task(record_in_background, request.app.state, [user.id], now)
-    return response
+    return await respond(idem, pg, work, owner=f"user:{me.id}", model=FriendCollectOut)
 
 
 @router.post("/friends/{user_id}/water", status_code=201, response_model=WaterOut)
 async def water(
-    friend: Friend,
+    user_id: str,
     payload: WaterIn,
-    user: CurrentUser,
-    session: SessionDep,
+    me: CurrentPrincipal,
+    pg: PgDep,
     clock: ClockDep,
     rules: RulesDep,
     idem: IdempotencyDep,
 ) -> Response:
     """Give a friend energy (one of the rules' amounts), as a ball they alone can collect."""
+    owner = parse_id(user_id, "friend")
+    now = clock.now()
 
-    async def produce() -> WaterOut:
-        balance = await water_friend(
-            session, user.id, user.timezone, friend.id, payload.amount_g, rules, clock.now()
-        )
-        return WaterOut(watered_g=payload.amount_g, balance_g=balance)
+    async def work(fetch: Fetch) -> Body:
+        return await water_friend(fetch, me.id, owner, payload.amount_g, rules, now)
 
-    return await idem.run(owner=f"user:{user.id}", status_code=201, produce=produce)
+    return await respond(idem, pg, work, owner=f"user:{me.id}", model=WaterOut, status_code=201)

@@ -30,6 +30,18 @@ _REQUEST_SELECT = (
 )
 
 
+def friend_of(me: str, other: str) -> str:
+    """The body of a CTE for hot statements: ``other``'s profile (``id, handle, display_name,
+    timezone, region``) when they are my friend, else no row — not a friend, blocked (blocking
+    ends the friendship) or nobody, all alike (the read of
+    :meth:`FriendsRepository.friend_profile`)."""
+    return f"""
+        SELECT u.id, u.handle, u.display_name, u.timezone, u.region FROM friendships f
+        JOIN users u ON u.id = f.friend_id
+        WHERE f.user_id = {me} AND f.friend_id = {other} AND u.erased_at IS NULL
+    """  # noqa: S608 (constant fragments)
+
+
 class FriendsRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session

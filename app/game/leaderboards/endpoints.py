@@ -42,7 +42,7 @@ async def friends_board(
         list(people),
         clock.now(),
         rules.rules.timezone,
-        request.app.state.leaderboard_pending,
+        request.app.state.leaderboard_flusher,
     )
     ordered = sorted(people, key=lambda u: (-values[u], people[u] or ""))
     entries: list[BoardEntry] = []

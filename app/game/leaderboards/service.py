@@ -1,11 +1,12 @@
 """Friends leaderboards on Redis sorted sets, with PostgreSQL as the truth.
 
-Scores are absolute values read from PostgreSQL and written with ``ZADD GT`` (never ZINCRBY)
-after a collect commits: a period's score only grows, so replayed, reordered or racing writes can
-neither inflate nor roll back a score. Each period key has a ``ready``
-marker; when Redis lost it (a restart without persistence, a flush), the first reader rebuilds
-the whole period from the ledger before answering. When Redis is down, answers come straight
-from PostgreSQL.
+Scores are absolute values returned by the collect statement itself (:mod:`.scores`) and written
+with ``ZADD GT`` (never ZINCRBY) by the process's :class:`~.flusher.ScoreFlusher` a few
+milliseconds later: a period's score only grows, so replayed, reordered or racing writes can
+neither inflate nor roll back a score. Each period key has a ``ready`` marker; when Redis lost it
+(a restart without persistence, a flush), the first reader rebuilds the whole period from the
+ledger before answering. When Redis is down, or scores could not be written to it, answers come
+straight from PostgreSQL.
 """
 
 from __future__ import annotations
@@ -14,28 +15,25 @@ import logging
 import uuid
 from collections.abc import Iterable
 from datetime import datetime, time, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
-from starlette.datastructures import State
 
 from app.energy.periods import zone
+
+if TYPE_CHECKING:
+    from app.game.leaderboards.flusher import ScoreFlusher
 
 logger = logging.getLogger("canopy.leaderboards")
 
 Period = Literal["day", "week", "total"]
 PERIODS: tuple[Period, ...] = ("day", "week", "total")
-_TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
+TTL = {"day": timedelta(days=3), "week": timedelta(days=15)}
 # A board is rebuilt from PostgreSQL at least this often, which bounds how long a score missed
 # while Redis was unreachable (and not retried by this process) can stay out of date.
 READY_FOR = timedelta(minutes=15)
-
-
-class Pending(set[uuid.UUID]):
-    """Users whose scores this app could not write (Redis unreachable); every later read or
-    write retries them first. One per app (``app.state.leaderboard_pending``)."""
 
 
 def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime | None]:
@@ -51,7 +49,7 @@ def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime
     return "all", None
 
 
-def _key(period: Period, bucket: str) -> str:
+def board_key(period: Period, bucket: str) -> str:
     return f"canopy:lb:{period}:{bucket}"
 
 
@@ -85,63 +83,10 @@ async def values_from_db(
     return {r[0]: int(r[1]) for r in rows}
 
 
-async def _current_scores(
-    session: AsyncSession, user_ids: list[uuid.UUID], now: datetime, tz: str
-) -> dict[Period, dict[uuid.UUID, int]]:
-    """Every period's score for these users, in one query."""
-    _, day = period_bounds("day", now, tz)
-    _, week = period_bounds("week", now, tz)
-    rows = await session.execute(
-        text(
-            "SELECT u.id, u.collected_total_g, "
-            "coalesce(sum(e.amount_g) FILTER (WHERE e.at >= :day), 0), "
-            "coalesce(sum(e.amount_g), 0) "
-            "FROM users u LEFT JOIN ledger_entries e ON e.user_id = u.id AND e.account = 'user' "
-            "AND e.reason IN ('collect', 'steal') AND e.at >= :week "
-            "WHERE u.id = ANY(CAST(:ids AS uuid[])) GROUP BY u.id, u.collected_total_g"
-        ),
-        {"ids": user_ids, "day": day, "week": week},
-    )
-    scores: dict[Period, dict[uuid.UUID, int]] = {"day": {}, "week": {}, "total": {}}
-    for user_id, total, today, this_week in rows:
-        scores["total"][user_id] = int(total)
-        scores["day"][user_id] = int(today)
-        scores["week"][user_id] = int(this_week)
-    return scores
-
-
-async def record(
-    session: AsyncSession,
-    redis: Redis,
-    user_ids: Iterable[uuid.UUID],
-    now: datetime,
-    tz: str,
-    pending: Pending,
-) -> None:
-    """Write the users' current scores for every period (after their collect committed)."""
-    users = list(set(user_ids) | pending)
-    if not users:
-        return
-    try:
-        scores = await _current_scores(session, users, now, tz)
-        pipe = redis.pipeline(transaction=False)
-        for period in PERIODS:
-            bucket, _ = period_bounds(period, now, tz)
-            key = _key(period, bucket)
-            pipe.zadd(key, {str(u): scores[period].get(u, 0) for u in users}, gt=True)
-            if period in _TTL:
-                pipe.expire(key, _TTL[period])
-        await pipe.execute()
-        pending.difference_update(users)
-    except Exception:  # Redis is an accelerator: readers rebuild or fall back to PostgreSQL
-        pending.update(users)
-        logger.warning("leaderboard update deferred: redis unavailable", exc_info=True)
-
-
 async def _ensure_built(
     session: AsyncSession, redis: Redis, period: Period, bucket: str, start: datetime | None
 ) -> str:
-    key = _key(period, bucket)
+    key = board_key(period, bucket)
     marker = f"{key}:ready"
     if await redis.exists(marker):
         return key
@@ -152,8 +97,8 @@ async def _ensure_built(
     for i in range(0, len(items), 1000):
         pipe.zadd(key, dict(items[i : i + 1000]), gt=True)
     pipe.set(marker, "1", ex=READY_FOR)
-    if period in _TTL:
-        pipe.expire(key, _TTL[period])
+    if period in TTL:
+        pipe.expire(key, TTL[period])
     await pipe.execute()
     logger.info("leaderboard rebuilt from PostgreSQL", extra={"key": key, "users": len(items)})
     return key
@@ -166,13 +111,14 @@ async def scores(
     user_ids: list[uuid.UUID],
     now: datetime,
     tz: str,
-    pending: Pending,
+    flusher: ScoreFlusher,
 ) -> dict[uuid.UUID, int]:
-    """Scores of these users in the period containing ``now``."""
+    """Scores of these users in the period containing ``now`` (scores handed to the flusher
+    are written first, so a collect is on the board as soon as its response is)."""
     bucket, start = period_bounds(period, now, tz)
     try:
-        if pending:
-            await record(session, redis, [], now, tz, pending)
+        if not await flusher.flush():
+            raise ConnectionError("pending scores could not be written")
         key = await _ensure_built(session, redis, period, bucket, start)
         found = await redis.zmscore(key, [str(u) for u in user_ids]) if user_ids else []
         return {u: int(v or 0) for u, v in zip(user_ids, found, strict=True)}
@@ -180,13 +126,6 @@ async def scores(
         logger.warning("leaderboard read from PostgreSQL: redis unavailable", exc_info=True)
         values = await values_from_db(session, period, start, user_ids)
         return {u: values.get(u, 0) for u in user_ids}
-
-
-async def record_in_background(state: State, user_ids: list[uuid.UUID], now: datetime) -> None:
-    """For ``BackgroundTasks``: runs after the response, i.e. after the collect committed."""
-    tz = state.rules_registry.at(now).rules.timezone
-    async with state.sessionmaker() as session:
-        await record(session, state.redis, user_ids, now, tz, state.leaderboard_pending)
 
 
 async def forget_on_boards(redis: Redis, user_id: uuid.UUID) -> None:
