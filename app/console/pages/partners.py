@@ -16,6 +16,7 @@ from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, RegistryDep, SettingsDep
 from app.core.ids import parse_id
 from app.partners import service
+from app.partners.keys import forget_partner
 from app.partners.schemas import PartnerCreate, Scope
 
 router = console_router()
@@ -137,6 +138,7 @@ async def rotate_key(
     await once_only(request, form)
     now = clock.now()
     rotated = await service.rotate_key(db, parse_id(partner_id, "partner"), now)
+    forget_partner(rotated.id)  # as the API does: here at once, other processes on commit
     await audit.record(
         db,
         action="partner.key_rotated",
