@@ -182,7 +182,9 @@ class TestPartners:
         app: FastAPI,
     ) -> None:
         ngo = await create_ngo(api, admin_headers)
-        await operator.get("/console/partners")
+        asked = await operator.get(f"/console/partners/{ngo.id}/rotate-key")
+        assert "stops working at once" in text_of(asked)
+        assert (await api.get("/partner/v1/me", headers=ngo.headers)).status_code == 200
         page = await operator.post(
             f"/console/partners/{ngo.id}/rotate-key", {"once": operator.once()}
         )
@@ -427,7 +429,7 @@ class TestUsers:
         self, operator: Console, api: httpx.AsyncClient, admin_headers: dict[str, str]
     ) -> None:
         ngo = await create_ngo(api, admin_headers)
-        await operator.get("/console/partners")
+        await operator.get(f"/console/partners/{ngo.id}/rotate-key")
         await operator.post(f"/console/partners/{ngo.id}/rotate-key", {"once": operator.once()})
         page = text_of(await operator.get("/console/audit"))
         assert "console:Ana partner.key_rotated" in page

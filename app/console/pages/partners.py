@@ -14,6 +14,7 @@ from app.console.routing import console_router
 from app.console.session import ConsoleSession, Operator
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, RegistryDep, SettingsDep
+from app.core.errors import NotFound
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.keys import forget_partner
@@ -122,6 +123,24 @@ async def create_partner(
         partner=created,
         webhook_secret=created.webhook_secret,
         created=True,
+    )
+
+
+@router.get("/console/partners/{partner_id}/rotate-key")
+async def confirm_rotation(
+    request: Request, operator: Operator, db: SessionDep, partner_id: str
+) -> Response:
+    """Rotating breaks the partner's integration until it installs the new key: ask first."""
+    wanted = parse_id(partner_id, "partner")
+    partner = next((p for p in await service.list_partners(db) if p.id == wanted), None)
+    if partner is None:
+        raise NotFound("No such partner")
+    return await page(
+        request,
+        "partner_rotate.html",
+        session=operator,
+        title=f"Rotate the key of {partner.name}",
+        partner=partner,
     )
 
 
