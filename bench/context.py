@@ -195,6 +195,9 @@ class Context:
         if self.ref:
             self.ref.cleanup()
         for name in self._dbs:
+            if os.environ.get("BENCH_KEEP_DATABASES"):  # for EXPLAIN-ing what a run left
+                print(f"  kept database {name} (BENCH_KEEP_DATABASES)", flush=True)
+                continue
             try:
                 await self._admin_exec(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             except (OSError, asyncpg.PostgresError) as exc:

@@ -70,8 +70,8 @@ class Revocations:
             self._recent[sid] = now
 
     async def start(self) -> None:
-        await self.reload()
         await self._listen()
+        await self.reload()
         if self._poll > 0:
             self._task = asyncio.create_task(self._run(), name="canopy-revocations")
 
@@ -87,11 +87,16 @@ class Revocations:
 
     async def reload(self) -> None:
         cutoff = self._clock.now() - self._ttl - timedelta(minutes=1)
-        conn = await asyncpg.connect(self._dsn, server_settings={"timezone": "UTC"})
-        try:
-            rows = await conn.fetch(_LOAD, cutoff)
-        finally:
-            await conn.close()
+        listener = self._listener
+        if listener is not None and not listener.is_closed():
+            # the poll runs on the listening connection: one connection per process in all
+            rows = await listener.fetch(_LOAD, cutoff)
+        else:
+            conn = await asyncpg.connect(self._dsn, server_settings={"timezone": "UTC"})
+            try:
+                rows = await conn.fetch(_LOAD, cutoff)
+            finally:
+                await conn.close()
         self._revoked = frozenset(r["id"] for r in rows)
         horizon = time.monotonic() - _GRACE_SECONDS
         self._recent = {sid: t for sid, t in self._recent.items() if t > horizon}

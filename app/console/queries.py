@@ -28,13 +28,14 @@ class VersionRow:
     label: str
     effective_from: datetime
     created_at: datetime
+    source: str  # who published it: the rules file at start, the API (and console), the CLI
 
 
 async def rules_versions(db: AsyncSession) -> list[VersionRow]:
     """Every published version, newest first."""
     rows = await _rows(
         db,
-        "SELECT version, sha256, label, effective_from, created_at FROM rules_versions "
+        "SELECT version, sha256, label, effective_from, created_at, source FROM rules_versions "
         "ORDER BY version DESC",
     )
     return [VersionRow(**r._mapping) for r in rows]

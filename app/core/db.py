@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import (
 
 from app.config import Settings
 from app.core.errors import CanopyError
+from app.core.pools import PoolPlan, plan_api
 
 
 def plain_dsn(database_url: str) -> str:
@@ -27,11 +28,16 @@ def plain_dsn(database_url: str) -> str:
     return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def create_engine(database_url: str, settings: Settings) -> AsyncEngine:
+def create_engine(
+    database_url: str, settings: Settings, plan: PoolPlan | None = None
+) -> AsyncEngine:
+    """The process's engine, its pool sized by ``plan`` (default: an API process's share of
+    ``CANOPY_DB_MAX_CONNECTIONS``)."""
+    plan = plan or plan_api(settings)
     return create_async_engine(
         database_url,
-        pool_size=settings.db_pool_size,
-        max_overflow=settings.db_max_overflow,
+        pool_size=plan.engine_pool_size,
+        max_overflow=plan.engine_max_overflow,
         # no pre-ping: on asyncpg it costs three round trips per checkout; dead connections are
         # recycled instead, and a request that meets one fails once with a 500, not silently
         pool_recycle=1800,

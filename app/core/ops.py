@@ -16,7 +16,8 @@ from prometheus_client import (
 from sqlalchemy import text
 from starlette.responses import Response
 
-from app.core.errors import problem_response
+from app.core.errors import Unauthorized, problem_response
+from app.core.security import constant_time_equals
 
 router = APIRouter(tags=["operations"])
 
@@ -56,9 +57,21 @@ async def readyz(request: Request) -> Response:
     )
 
 
-@router.get("/metrics", include_in_schema=True, response_class=Response)
-async def metrics() -> Response:
-    """Prometheus text format (aggregated across uvicorn workers when running several)."""
+@router.get(
+    "/metrics",
+    include_in_schema=True,
+    response_class=Response,
+    responses={401: {"description": "CANOPY_METRICS_TOKEN is set and was not presented"}},
+)
+async def metrics(request: Request) -> Response:
+    """Prometheus text format, aggregated across uvicorn workers when running several (each
+    request counted once, whichever worker served it). With ``CANOPY_METRICS_TOKEN`` set, only
+    ``Authorization: Bearer <token>`` may read it."""
+    token = request.app.state.settings.metrics_token
+    if token is not None and not constant_time_equals(
+        request.headers.get("authorization", ""), f"Bearer {token.get_secret_value()}"
+    ):
+        raise Unauthorized("GET /metrics needs the metrics token")
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]

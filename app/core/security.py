@@ -8,6 +8,7 @@ import hmac
 import logging
 import os
 import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,7 @@ import anyio
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.fernet import Fernet, InvalidToken
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -93,13 +94,50 @@ def load_or_create_secret(data_dir: Path, name: str) -> str:
 _VERIFIED_MAX = 100_000
 
 
+def key_id(secret: str) -> str:
+    """The ``kid`` of a JWT signing secret: it names the key in each token's header, so a
+    rotation can verify old tokens with the old key while the new one signs. Derived from the
+    secret (domain-separated hash, never reversible), so an operator names nothing by hand."""
+    return hashlib.sha256(b"canopy-jwt-kid\0" + secret.encode()).hexdigest()[:16]
+
+
+def fernet_for(material: str) -> Fernet:
+    """The at-rest encryption key derived from a configured secret (any length ≥ 32 bytes)."""
+    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"canopy-at-rest-v1").derive(
+        material.encode()
+    )
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def _unique(items: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(items))
+
+
 @dataclass(frozen=True)
 class Keys:
-    """The process's signing and encryption keys."""
+    """The process's signing and encryption keys.
+
+    - JWTs are signed with ``jwt_secret`` under its ``kid``; ``verifying`` maps every kid still
+      accepted (the signing one and ``CANOPY_JWT_PREVIOUS_SECRETS``) to its secret.
+    - Secrets at rest are encrypted with ``CANOPY_ENCRYPTION_KEY`` and decrypted with it or any
+      older key (``CANOPY_ENCRYPTION_PREVIOUS_KEYS``). Keys derived from the JWT secrets come
+      last, so what was encrypted before an encryption key was configured still reads until
+      ``canopy keys rotate`` re-encrypts it.
+    """
 
     jwt_secret: str
-    fernet: Fernet
+    fernet: MultiFernet
+    primary: Fernet
+    verifying: dict[str, str]
     _verified: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def jwt_kid(self) -> str:
+        return key_id(self.jwt_secret)
+
+    @property
+    def decrypting_keys(self) -> int:
+        return len(self.fernet._fernets)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Keys:
@@ -107,25 +145,59 @@ class Keys:
             jwt_secret = settings.jwt_secret.get_secret_value()
         else:
             jwt_secret = load_or_create_secret(settings.data_dir, "jwt_secret")
-        if settings.encryption_key is not None:
-            material = settings.encryption_key.get_secret_value().encode()
-        else:
-            material = jwt_secret.encode()
-        key = HKDF(
-            algorithm=hashes.SHA256(), length=32, salt=None, info=b"canopy-at-rest-v1"
-        ).derive(material)
-        return cls(jwt_secret=jwt_secret, fernet=Fernet(base64.urlsafe_b64encode(key)))
+        previous = [s.get_secret_value() for s in settings.jwt_previous_secrets]
+        return cls.build(
+            jwt_secret,
+            previous_jwt_secrets=previous,
+            encryption_key=(
+                settings.encryption_key.get_secret_value() if settings.encryption_key else None
+            ),
+            previous_encryption_keys=[
+                s.get_secret_value() for s in settings.encryption_previous_keys
+            ],
+        )
+
+    @classmethod
+    def build(
+        cls,
+        jwt_secret: str,
+        *,
+        previous_jwt_secrets: Sequence[str] = (),
+        encryption_key: str | None = None,
+        previous_encryption_keys: Sequence[str] = (),
+    ) -> Keys:
+        jwt_secrets = _unique([jwt_secret, *previous_jwt_secrets])
+        # without CANOPY_ENCRYPTION_KEY the signing secret encrypts too (the old behaviour)
+        materials = _unique([encryption_key or jwt_secret, *previous_encryption_keys, *jwt_secrets])
+        fernets = [fernet_for(m) for m in materials]
+        return cls(
+            jwt_secret=jwt_secret,
+            fernet=MultiFernet(fernets),
+            primary=fernets[0],
+            verifying={key_id(s): s for s in jwt_secrets},
+        )
 
     def encrypt(self, plaintext: bytes) -> bytes:
-        return self.fernet.encrypt(plaintext)
+        return self.primary.encrypt(plaintext)
 
     def decrypt(self, token: bytes) -> bytes:
         try:
             return self.fernet.decrypt(token)
         except InvalidToken as exc:  # key changed: a configuration problem, not user input
             raise RuntimeError(
-                "cannot decrypt a stored secret: was the encryption key changed?"
+                "cannot decrypt a stored secret with any configured key: was "
+                "CANOPY_ENCRYPTION_KEY changed without keeping the old one in "
+                "CANOPY_ENCRYPTION_PREVIOUS_KEYS?"
             ) from exc
+
+    def reencrypt(self, token: bytes) -> bytes | None:
+        """``token`` encrypted with the current key, or None when it already is. Raises
+        ``InvalidToken`` when no configured key can read it."""
+        try:
+            self.primary.decrypt(token)
+            return None
+        except InvalidToken:
+            return self.fernet.rotate(token)
 
     def encode_access_token(
         self,
@@ -146,7 +218,9 @@ class Keys:
             "auth_time": int((auth_time or now).timestamp()),
             "exp": int((now + ttl).timestamp()),
         }
-        return jwt.encode(claims, self.jwt_secret, algorithm=JWT_ALGORITHM)
+        return jwt.encode(
+            claims, self.jwt_secret, algorithm=JWT_ALGORITHM, headers={"kid": self.jwt_kid}
+        )
 
     def decode_access_token(self, token: str, *, now: datetime) -> dict[str, Any] | None:
         """The claims of a valid, unexpired access token, else None. A token whose signature was
@@ -167,17 +241,32 @@ class Keys:
 
     def _verify(self, token: str) -> dict[str, Any] | None:
         try:
-            claims: dict[str, Any] = jwt.decode(
-                token,
-                self.jwt_secret,
-                algorithms=[JWT_ALGORITHM],
-                audience=JWT_AUDIENCE,
-                options={
-                    "require": ["exp", "sub", "sid"],
-                    "verify_exp": False,
-                    "verify_iat": False,
-                },
-            )
+            kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
             return None
-        return claims
+        if kid is None:
+            # signed before tokens carried a kid (they live minutes): any accepted key
+            secrets_ = list(self.verifying.values())
+        elif isinstance(kid, str) and kid in self.verifying:
+            secrets_ = [self.verifying[kid]]
+        else:
+            return None  # a retired or unknown key
+        for secret in secrets_:
+            try:
+                claims: dict[str, Any] = jwt.decode(
+                    token,
+                    secret,
+                    algorithms=[JWT_ALGORITHM],
+                    audience=JWT_AUDIENCE,
+                    options={
+                        "require": ["exp", "sub", "sid"],
+                        "verify_exp": False,
+                        "verify_iat": False,
+                    },
+                )
+            except jwt.InvalidSignatureError:
+                continue
+            except jwt.PyJWTError:
+                return None
+            return claims
+        return None

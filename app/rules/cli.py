@@ -177,6 +177,7 @@ def publish_cmd(
                     registry=registry,
                     simulate=simulate,
                     force=force,
+                    source="cli",
                 )
                 pv = published.version
                 if published.created:
@@ -200,7 +201,8 @@ def publish_cmd(
                 )
             else:
                 typer.echo(
-                    f"already published as version {v.version} ({v.sha256[:12]}); nothing changed"
+                    f"already published as version {v.version} ({v.sha256[:12]}), the latest; "
+                    "nothing changed"
                 )
         finally:
             await redis.aclose()
@@ -217,3 +219,132 @@ def publish_cmd(
         raise typer.Exit(1) from None
     finally:
         services.stop_embedded()
+
+
+@rules_app.command("pull")
+def pull_cmd(
+    version: Annotated[
+        int | None,
+        typer.Option("--version", "-v", min=1, help="This version instead of the one in force."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", dir_okay=False, help="Write here instead of stdout."),
+    ] = None,
+) -> None:
+    """Write the exact text of the rules in force now (or of --version) from the configured
+    database, so designers edit what is live. Pulling an earlier version and publishing it is
+    how a change is rolled back."""
+    import asyncio
+
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from app.config import get_settings
+    from app.core.clock import SystemClock
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.services import resolve_services
+    from app.rules.models import RulesVersion
+    from app.rules.registry import load_registry
+
+    settings = get_settings()
+    services = resolve_services(settings)
+
+    async def run() -> RulesVersion | None:
+        engine = create_engine(services.database_url, settings)
+        try:
+            async with create_sessionmaker(engine)() as session:
+                wanted = version
+                if wanted is None:
+                    registry = await load_registry(session)
+                    if not registry.versions:
+                        return None
+                    wanted = registry.at(SystemClock().now()).version
+                found = await session.execute(
+                    select(RulesVersion).where(col(RulesVersion.version) == wanted)
+                )
+                return found.scalars().first()
+        finally:
+            await engine.dispose()
+
+    try:
+        found = asyncio.run(run())
+    finally:
+        services.stop_embedded()
+    if found is None:
+        typer.echo(f"no rules version {version}" if version else "no rules published yet", err=True)
+        raise typer.Exit(1)
+    data = found.text.encode("utf-8")
+    if out is None:
+        typer.echo(found.text, nl=False)
+    else:
+        out.write_bytes(data)  # bytes: the file hashes to the version's sha256
+    typer.echo(
+        f"version {found.version} ({found.sha256[:12]}, from the {found.source}), effective "
+        f"from {found.effective_from.isoformat()}" + (f", written to {out}" if out else ""),
+        err=True,
+    )
+
+
+@rules_app.command("sync")
+def sync_cmd(
+    file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The rules file [default: CANOPY_RULES, else the packaged rules].", dir_okay=False
+        ),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Publish the file even over a newer version from the API and despite the "
+            "simulation guardrail.",
+        ),
+    ] = False,
+) -> None:
+    """What every start does with the rules file: publish it when it changed since the version
+    it last held, unless a newer version came through the API or `rules publish` (or the
+    guardrail refuses it). Exit 1 when the changed file was not published."""
+    import asyncio
+
+    from app.config import get_settings
+    from app.core.clock import SystemClock
+    from app.core.db import create_engine, create_sessionmaker
+    from app.core.redis import create_redis
+    from app.core.services import resolve_services
+    from app.rules.hot import announce
+    from app.rules.service import FileOutcome, FileSync, sync_rules_file
+
+    settings = get_settings()
+    path = file or settings.rules
+    try:
+        loaded = load_rules(path)
+    except RulesInvalid as exc:
+        _fail(path or Path("rules/default.toml"), exc.errors)
+    except OSError as exc:
+        _fail(path or Path("?"), [RuleIssue(loc=FILE_LOC, msg=f"cannot read: {exc.strerror}")])
+    services = resolve_services(settings)
+
+    async def run() -> FileSync:
+        engine = create_engine(services.database_url, settings)
+        redis = create_redis(services.redis_url)
+        try:
+            now = SystemClock().now()
+            async with create_sessionmaker(engine)() as session, session.begin():
+                sync = await sync_rules_file(session, loaded, now, force=force)
+            if sync.outcome in (FileOutcome.PUBLISHED, FileOutcome.SEEDED):
+                assert sync.version is not None and sync.version.version is not None
+                await announce(redis, sync.version.version)
+            return sync
+        finally:
+            await redis.aclose()
+            await engine.dispose()
+
+    try:
+        sync = asyncio.run(run())
+    finally:
+        services.stop_embedded()
+    typer.echo(sync.message)
+    if sync.outcome in (FileOutcome.KEPT_NEWER, FileOutcome.REFUSED):
+        raise typer.Exit(1)

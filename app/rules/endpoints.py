@@ -37,6 +37,7 @@ class VersionOut(BaseModel):
     label: str
     effective_from: datetime
     created_at: datetime
+    source: str  # "file" (the configured rules file), "api" or "cli"
 
 
 class RulesOverview(BaseModel):
@@ -79,6 +80,7 @@ def _out(v: RulesVersion) -> VersionOut:
         label=v.label,
         effective_from=v.effective_from,
         created_at=v.created_at,
+        source=v.source,
     )
 
 
@@ -124,7 +126,9 @@ async def validate(request: Request) -> Validation:
     "",
     status_code=201,
     response_model=PublishedOut,
-    responses={200: {"model": PublishedOut, "description": "this exact text was published before"}},
+    responses={
+        200: {"model": PublishedOut, "description": "this text is already the latest version"}
+    },
     openapi_extra=TOML_BODY,
 )
 async def publish(
@@ -138,7 +142,8 @@ async def publish(
     force: Annotated[bool, Query(description="publish despite the simulation")] = False,
 ) -> Response:
     """Publish a rules file as a new immutable version. Every running process switches to it
-    at ``effective_from`` without a restart."""
+    at ``effective_from`` without a restart. The latest version's own text changes nothing
+    (200); an earlier version's text becomes a new version (a rollback)."""
     published = await service.publish_text(
         session,
         await _toml(request),

@@ -22,6 +22,8 @@ from app.rules.registry import RulesRegistry, load_registry
 logger = logging.getLogger("canopy.rules")
 
 CHANNEL = "canopy:rules:published"
+# seconds between attempts to resubscribe after Redis went away
+_FIRST_RETRY, _MAX_RETRY = 0.25, 5.0
 
 
 async def announce(redis: Redis, version: int) -> None:
@@ -81,10 +83,16 @@ class RulesWatcher:
                 logger.warning("rules poll failed", exc_info=True)
 
     async def _listen(self) -> None:
+        backoff = _FIRST_RETRY
         while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
                 await pubsub.subscribe(CHANNEL)
+                if backoff > _FIRST_RETRY:
+                    logger.info("rules channel back")
+                    # a message published while Redis was away is lost: look for it
+                    await self.reload()
+                backoff = _FIRST_RETRY
                 # get_message with a timeout rather than listen(): redis-py can swallow a
                 # cancellation inside listen(), which would hold up shutdown
                 while not self._stopping:
@@ -93,16 +101,29 @@ class RulesWatcher:
                         await self.reload()
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
                 if self._stopping:  # redis-py may turn our cancellation into a ConnectionError
                     return
-                logger.warning("rules channel lost; retrying", exc_info=True)
-                await asyncio.sleep(min(self.interval, 5.0))
+                if backoff == _FIRST_RETRY:
+                    logger.warning("rules channel lost (%s); retrying", exc)
+                # quickly at first, then at most every few seconds while Redis stays away
+                await asyncio.sleep(min(backoff, self.interval))
+                backoff = min(backoff * 2, _MAX_RETRY)
             finally:
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
+    @property
+    def enabled(self) -> bool:
+        """``CANOPY_RULES_REFRESH_SECONDS=0`` turns the watcher off (listener and poll alike)."""
+        return self.interval > 0
+
     def start(self) -> None:
+        """Listen and poll in the background; does nothing when the watcher is turned off (an
+        interval of 0 would otherwise make the poll a tight loop on PostgreSQL)."""
+        if not self.enabled:
+            logger.info("rules watcher off (CANOPY_RULES_REFRESH_SECONDS=0)")
+            return
         self._stopping = False
         self._tasks = [
             asyncio.create_task(self._listen(), name="rules-listen"),

@@ -10,13 +10,12 @@ import bisect
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from app.rules.loader import LoadedRules, parse_rules_text
-from app.rules.models import RulesVersion
+from app.rules.models import RulesVersion, Source
 from app.rules.schema import Rules
 
 
@@ -61,44 +60,55 @@ class RulesRegistry:
         )
 
 
+# One publish at a time across every process: "is this text already the latest version?" and
+# the insert that follows must not interleave (several workers start with the same new file).
+_PUBLISH_LOCK = text("SELECT pg_advisory_xact_lock(hashtext('canopy:rules:publish'))")
+
+
+async def lock_publishing(session: AsyncSession) -> None:
+    """Hold the publishing lock until the session's transaction ends."""
+    await session.execute(_PUBLISH_LOCK)
+
+
+async def latest_version(session: AsyncSession) -> RulesVersion | None:
+    """The most recently published version (whatever its ``effective_from``)."""
+    found = await session.execute(
+        select(RulesVersion).order_by(col(RulesVersion.version).desc()).limit(1)
+    )
+    return found.scalars().first()
+
+
 async def publish(
-    session: AsyncSession, loaded: LoadedRules, effective_from: datetime, now: datetime
+    session: AsyncSession,
+    loaded: LoadedRules,
+    effective_from: datetime,
+    now: datetime,
+    *,
+    source: Source = "api",
 ) -> RulesVersion:
-    """Store a rules text as a version (no-op returning the existing one for known content)."""
-    # look first: an INSERT ... ON CONFLICT would burn a version number on every restart
-    known = await session.execute(
-        select(RulesVersion).where(col(RulesVersion.sha256) == loaded.sha256)
+    """Store a rules text as a new version, unless it is already the latest version's text
+    (then that version is returned unchanged: a retried publish changes nothing). The text of
+    an earlier version becomes a new version: that is how a rollback is published."""
+    await lock_publishing(session)
+    latest = await latest_version(session)
+    if latest is not None and latest.sha256 == loaded.sha256:
+        return latest
+    version = RulesVersion(
+        sha256=loaded.sha256,
+        label=loaded.rules.version,
+        text=loaded.text,
+        effective_from=effective_from,
+        created_at=now,
+        source=source,
+        file_synced_at=now if source == "file" else None,
     )
-    found = known.scalars().first()
-    if found is not None:
-        return found
-    stmt = (
-        insert(RulesVersion)
-        .values(
-            sha256=loaded.sha256,
-            label=loaded.rules.version,
-            text=loaded.text,
-            effective_from=effective_from,
-            created_at=now,
-        )
-        .on_conflict_do_nothing(index_elements=["sha256"])
-    )
-    await session.execute(stmt)
-    stored = await session.execute(
-        select(RulesVersion).where(col(RulesVersion.sha256) == loaded.sha256)
-    )
-    return stored.scalars().one()
+    session.add(version)
+    await session.flush()
+    return version
 
 
 # The first version ever published governs everything before it too (late events included).
 BEGINNING = datetime(2000, 1, 1, tzinfo=UTC)
-
-
-async def publish_at_startup(session: AsyncSession, loaded: LoadedRules, now: datetime) -> None:
-    """Make sure the configured rules file is a published version: effective from the beginning
-    when it is the first, from now when it is new content (a known text changes nothing)."""
-    first = (await session.execute(select(col(RulesVersion.version)).limit(1))).first() is None
-    await publish(session, loaded, effective_from=BEGINNING if first else now, now=now)
 
 
 async def load_registry(session: AsyncSession) -> RulesRegistry:

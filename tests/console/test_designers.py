@@ -226,4 +226,4 @@ class TestPublish:
     async def test_same_text_again_changes_nothing(self, operator: Console) -> None:
         await operator.get("/console/rules")
         page = await operator.post("/console/rules/publish", {"draft": DEFAULT}, follow=True)
-        assert "This exact text was published before: it is version 1." in text_of(page)
+        assert "This text is already the latest version (1): nothing changed." in text_of(page)

@@ -112,3 +112,24 @@ class TestLimiterWithoutRedis:
             await limiter.hit("login", "y")  # other keys have their own windows
         finally:
             await dead.aclose()
+
+
+class TestWindowsExpire:
+    async def test_a_refused_client_is_admitted_again_when_the_window_has_passed(
+        self, client: httpx.AsyncClient, app: FastAPI
+    ) -> None:
+        import asyncio
+
+        set_limits(app, register="2/second")
+        await register(client, "first")
+        await register(client, "second")
+        refused = await client.post(
+            "/v1/auth/register", json={"handle": "third", "password": PASSWORD}
+        )
+        assert_problem(refused, 429, "rate_limited")
+        assert refused.headers["retry-after"] == "1"
+        # the window moves on in Redis by itself: nothing to reset, no restart
+        await asyncio.sleep(1.1)
+        await register(client, "third")
+        window = [k async for k in app.state.redis.scan_iter("canopy:rl*")]
+        assert window  # the counts were kept in Redis, not in this process

@@ -37,7 +37,7 @@ PUBLISHED = {
     "audit log). Every running process switches to it at its effective time.",
     "off": "Version {v} is published without a simulation. Every running process switches to "
     "it at its effective time.",
-    "known": "This exact text was published before: it is version {v}. Nothing changed.",
+    "known": "This text is already the latest version ({v}): nothing changed.",
 }
 
 
@@ -48,6 +48,7 @@ class VersionView:
     sha256: str
     effective_from: datetime
     created_at: datetime
+    source: str
     state: str  # in force, scheduled, superseded
 
 
@@ -62,6 +63,7 @@ def _versions(
             r.sha256,
             r.effective_from,
             r.created_at,
+            r.source,
             "in force"
             if r.version == active
             else ("scheduled" if r.effective_from > now else "superseded"),
