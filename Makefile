@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test lint lint-deploy format bench clean
+.PHONY: run test test-browser screenshots client-check lint lint-deploy format bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,15 @@ run: $(STAMP)  ## serve on the embedded PostgreSQL + Redis (or CANOPY_DATABASE_U
 
 test: $(DEVSTAMP)  ## the whole suite on real PostgreSQL + Redis (CANOPY_TEST_*_URL, else embedded)
 	$(BIN)/python -m pytest $(ARGS)
+
+test-browser: $(DEVSTAMP)  ## only the console's browser tests (Debian's chromium, Playwright)
+	$(BIN)/python -m pytest -m browser $(ARGS)
+
+screenshots: $(DEVSTAMP)  ## the browser tests, saving the console's screenshots into docs/console
+	CANOPY_CONSOLE_SCREENSHOTS=$(CURDIR)/docs/console $(BIN)/python -m pytest tests/console/test_browser.py $(ARGS)
+
+client-check: $(DEVSTAMP)  ## generate the TypeScript client from /openapi.json and type-check it
+	PYTHON=$(CURDIR)/$(BIN)/python clients/ts/check.sh
 
 lint: $(DEVSTAMP)
 	$(BIN)/ruff check .

@@ -107,7 +107,8 @@ def serve(
             own_metrics_dir = _prepare_metrics_dir()
         shown = "localhost" if host in ("127.0.0.1", "0.0.0.0") else host  # noqa: S104
         typer.secho(
-            f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs)",
+            f"Canopy on http://{shown}:{port}  (API docs: http://{shown}:{port}/docs, "
+            f"console: http://{shown}:{port}/console)",
             fg="green",
             err=True,
         )

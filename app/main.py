@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
 
+from app import console
 from app.accounts.endpoints import auth_router, me_router
 from app.accounts.revocations import Revocations
 from app.admin.audit import router as audit_router
@@ -19,6 +20,7 @@ from app.core.db import create_engine, create_sessionmaker, plain_dsn
 from app.core.edge import EdgeMiddleware
 from app.core.errors import install_error_handlers
 from app.core.observability import configure_logging
+from app.core.openapi import operation_id, tag_by_audience
 from app.core.ops import router as ops_router
 from app.core.pools import plan_api
 from app.core.ratelimit import RateLimiter
@@ -135,6 +137,7 @@ def create_app(
         version="1.0",
         summary="Personal carbon accounts, Ant Forest style",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
     )
     app.state.settings = settings
     install_error_handlers(app)
@@ -160,6 +163,8 @@ def create_app(
         planting_admin_router,
     ):
         app.include_router(router)
+    console.install(app)
+    tag_by_audience(app)
     app.add_middleware(EdgeMiddleware, max_bytes=settings.max_body_bytes)
     return app
 

@@ -1,0 +1,143 @@
+"""The OpenAPI document as SDK generators read it: operation ids named for people
+(``collectOwnForest``, not ``collect_v1_forest_collect_post``) and one tag per audience, so a
+mobile team generates an ``AppApi`` and never sees the operators' endpoints.
+
+Ids are chosen here, in one place, by method and path (the contract's paths do not move when the
+code behind them does); a route not listed gets its endpoint function's name in camelCase."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+from fastapi import FastAPI
+
+OPERATION_IDS: dict[str, str] = {
+    # operations
+    "GET /healthz": "checkHealth",
+    "GET /readyz": "checkReadiness",
+    "GET /metrics": "getMetrics",
+    # accounts
+    "POST /v1/auth/register": "register",
+    "POST /v1/auth/token": "signIn",
+    "POST /v1/auth/refresh": "refreshTokens",
+    "POST /v1/auth/logout": "signOut",
+    "GET /v1/me": "getMe",
+    "PATCH /v1/me": "updateMe",
+    "DELETE /v1/me": "eraseMe",
+    "POST /v1/me/password": "changePassword",
+    "GET /v1/me/export": "exportMyData",
+    # energy
+    "POST /v1/activities": "reportActivity",
+    "POST /v1/activities/batch": "reportActivities",
+    "PUT /v1/steps/{day}": "recordSteps",
+    "GET /v1/forest": "getOwnForest",
+    "POST /v1/forest/collect": "collectOwnForest",
+    "GET /v1/energy/ledger": "listMyLedgerEntries",
+    "POST /partner/v1/activities": "reportPartnerActivity",
+    "POST /partner/v1/activities/batch": "reportPartnerActivities",
+    # the social game
+    "POST /v1/friend-requests": "sendFriendRequest",
+    "GET /v1/friend-requests": "listFriendRequests",
+    "POST /v1/friend-requests/{request_id}/accept": "acceptFriendRequest",
+    "POST /v1/friend-requests/{request_id}/decline": "declineFriendRequest",
+    "GET /v1/friends": "listFriends",
+    "DELETE /v1/friends/{user_id}": "removeFriend",
+    "POST /v1/blocks/{user_id}": "blockUser",
+    "DELETE /v1/blocks/{user_id}": "unblockUser",
+    "GET /v1/friends/{user_id}/forest": "getFriendForest",
+    "POST /v1/friends/{user_id}/collect": "collectFriendForest",
+    "POST /v1/friends/{user_id}/water": "waterFriend",
+    "GET /v1/props": "listProps",
+    "POST /v1/props/{prop_type}/use": "useProp",
+    "POST /v1/props/{prop_type}/buy": "buyProp",
+    "GET /v1/feed": "getFeed",
+    "GET /v1/leaderboards/friends": "getFriendsLeaderboard",
+    # planting
+    "GET /v1/catalog": "getCatalog",
+    "POST /v1/plantings": "createPlanting",
+    "GET /v1/plantings": "listPlantings",
+    "GET /v1/plantings/{planting_id}": "getPlanting",
+    "GET /v1/plantings/{planting_id}/certificate": "getPlantingCertificate",
+    "GET /v1/stats": "getStats",
+    # partners
+    "GET /partner/v1/me": "getPartnerSelf",
+    "GET /partner/v1/orders": "listPartnerOrders",
+    "GET /partner/v1/orders/{order_id}": "getPartnerOrder",
+    "POST /partner/v1/orders/{order_id}/acknowledge": "acknowledgeOrder",
+    "POST /partner/v1/orders/{order_id}/reports": "reportPlanting",
+    # operators
+    "GET /admin/v1/ledger/check": "checkLedger",
+    "POST /admin/v1/props/grant": "grantProps",
+    "GET /admin/v1/rules": "listRulesVersions",
+    "POST /admin/v1/rules": "publishRules",
+    "GET /admin/v1/rules/{version}": "getRulesVersion",
+    "POST /admin/v1/rules/validate": "validateRules",
+    "GET /admin/v1/audit": "listAuditEntries",
+    "GET /admin/v1/partners": "listPartners",
+    "POST /admin/v1/partners": "createPartner",
+    "POST /admin/v1/partners/{partner_id}/rotate-key": "rotatePartnerKey",
+    "POST /admin/v1/catalog": "createCatalogItem",
+    "PATCH /admin/v1/catalog/{item_id}": "updateCatalogItem",
+    "POST /admin/v1/orders/batch": "cutOrders",
+    "GET /admin/v1/orders": "listOrders",
+    "GET /admin/v1/orders/{order_id}": "getOrder",
+    "POST /admin/v1/orders/{order_id}/verify": "verifyOrder",
+    "POST /admin/v1/orders/{order_id}/cancel": "cancelOrder",
+    "GET /admin/v1/webhook-deliveries": "listWebhookDeliveries",
+    "POST /admin/v1/webhook-deliveries/{delivery_id}/retry": "retryWebhookDelivery",
+}
+
+AUDIENCES: list[dict[str, str]] = [
+    {"name": "app", "description": "Mobile apps, for their users (a user's bearer access token)."},
+    {"name": "partner", "description": "Activity and NGO partners (a partner API key)."},
+    {"name": "admin", "description": "Operators and designers (the admin token)."},
+    {"name": "public", "description": "Open to anyone, no credentials."},
+    {"name": "operations", "description": "Health, readiness and metrics for the platform."},
+]
+_PUBLIC = {"/v1/stats"}
+_OPERATIONS = {"/healthz", "/readyz", "/metrics"}
+
+
+def audience(path: str) -> str:
+    """The one tag of an operation: who calls it."""
+    if path in _OPERATIONS:
+        return "operations"
+    if path in _PUBLIC:
+        return "public"
+    if path.startswith("/admin/"):
+        return "admin"
+    if path.startswith("/partner/"):
+        return "partner"
+    return "app"
+
+
+def camel_case(name: str) -> str:
+    head, *rest = [p for p in re.split(r"[^A-Za-z0-9]+", name) if p]
+    return head[:1].lower() + head[1:] + "".join(p[:1].upper() + p[1:] for p in rest)
+
+
+def operation_id(route: Any) -> str:
+    """FastAPI's ``generate_unique_id_function``: the listed id, else the endpoint's name."""
+    for method in sorted(getattr(route, "methods", None) or ()):
+        named = OPERATION_IDS.get(f"{method} {route.path}")
+        if named:
+            return named
+    return camel_case(getattr(route, "name", "") or route.endpoint.__name__)
+
+
+def tag_by_audience(app: FastAPI) -> None:
+    """Give every operation in ``app``'s OpenAPI document its audience as its only tag."""
+    build: Callable[[], dict[str, Any]] = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            for operation in operations.values():
+                if isinstance(operation, dict) and "operationId" in operation:
+                    operation["tags"] = [audience(path)]
+        schema["tags"] = AUDIENCES
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
