@@ -10,6 +10,7 @@ import socket
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -68,32 +69,20 @@ class RedisCluster:
             for port in self.ports:
                 node_dir = self._dir / str(port)
                 node_dir.mkdir()
+                options = {
+                    "port": str(port),
+                    "bind": "127.0.0.1",
+                    "dir": str(node_dir),
+                    "cluster-enabled": "yes",
+                    "cluster-config-file": str(node_dir / "nodes.conf"),
+                    "cluster-node-timeout": "2000",
+                    "save": "",
+                    "appendonly": "no",
+                    "daemonize": "no",
+                }
+                argv = [binary, *(a for k, v in options.items() for a in (f"--{k}", v))]
                 self._procs.append(
-                    subprocess.Popen(
-                        [
-                            binary,
-                            "--port",
-                            str(port),
-                            "--bind",
-                            "127.0.0.1",
-                            "--dir",
-                            str(node_dir),
-                            "--cluster-enabled",
-                            "yes",
-                            "--cluster-config-file",
-                            str(node_dir / "nodes.conf"),
-                            "--cluster-node-timeout",
-                            "2000",
-                            "--save",
-                            "",
-                            "--appendonly",
-                            "no",
-                            "--daemonize",
-                            "no",
-                        ],  # fmt: skip
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
+                    subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 )
             for port in self.ports:
                 wait_for(lambda p=port: self._command(p, "PING"), 10, f"cluster node {port} up")
@@ -120,7 +109,7 @@ class RedisCluster:
                     "--cluster-replicas",
                     "0",
                     "--cluster-yes",
-                ],  # fmt: skip
+                ],
                 check=True,
                 capture_output=True,
                 timeout=30,
@@ -144,6 +133,14 @@ class RedisCluster:
             ):
                 return False
         return True
+
+    def subscribers(self, channel: str) -> int:
+        """Subscribers of ``channel`` across the nodes."""
+        total = 0
+        for port in self.ports:
+            counts: Any = self._command(port, "PUBSUB", "NUMSUB", channel)
+            total += int(counts[1])
+        return total
 
     def flush(self) -> None:
         """Empty every node (between tests)."""

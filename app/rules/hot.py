@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 
+from redis.asyncio import RedisCluster
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -90,6 +91,10 @@ class RulesWatcher:
         while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
+                if isinstance(self.redis, RedisCluster):
+                    # a cluster pubsub picks its node from the slot map, empty until the first
+                    # command: load it (a no-op once loaded)
+                    await self.redis.initialize()
                 await pubsub.subscribe(CHANNEL)
                 if backoff > _FIRST_RETRY:
                     logger.info("rules channel back")
