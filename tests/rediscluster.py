@@ -142,6 +142,12 @@ class RedisCluster:
             total += int(counts[1])
         return total
 
+    def kill_node(self, index: int) -> None:
+        """Kill one node, as a crash would."""
+        proc = self._procs[index]
+        proc.kill()
+        proc.wait(10)
+
     def flush(self) -> None:
         """Empty every node (between tests)."""
         for port in self.ports:

@@ -29,7 +29,7 @@ from app.rules.schema import LimitsRules
 from tests.conftest import GENEROUS_LIMIT, TestServers, _clean, set_limits
 from tests.game.test_rules_publishing import METRO_60, TOML, metro
 from tests.helpers import PASSWORD, assert_problem, register
-from tests.rediscluster import RedisCluster
+from tests.rediscluster import RedisCluster, redis_server_binary
 from tests.social.test_leaderboards import MONDAY_RANKING, board, monday_morning, ranking
 
 # the boards of the leaderboard tests' Monday (29 Nov 2026 is a Sunday; Monday is in week 49)
@@ -125,6 +125,30 @@ class TestClusterClient:
         response = await cluster_client.get("/readyz")
         assert response.status_code == 200, response.text
         assert response.json()["checks"]["redis"] == "ok"
+
+    @pytest.mark.slow
+    async def test_readyz_is_503_while_a_primary_is_down(
+        self, cluster_settings: Settings, clock: FrozenClock
+    ) -> None:
+        if redis_server_binary() is None:
+            pytest.skip("redis-server is not installed")
+        own = RedisCluster().start()  # one of our own: the shared one must stay whole
+        try:
+            app = create_app(
+                cluster_settings.model_copy(update={"redis_url": own.url}),
+                clock=clock,
+                run_worker=False,
+            )
+            async with LifespanManager(app):
+                transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+                    assert (await c.get("/readyz")).status_code == 200
+                    own.kill_node(1)
+                    down = await c.get("/readyz")
+                    assert down.status_code == 503
+                    assert down.json()["checks"] == {"postgresql": "ok", "redis": "down"}
+        finally:
+            own.stop()
 
 
 class TestLeaderboardsOnCluster:
