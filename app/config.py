@@ -19,6 +19,7 @@ from pydantic_settings import (
 )
 
 from app.core.durations import parse_duration
+from app.core.redis import URL_SCHEMES, ClusterURL, is_cluster_url
 
 DEFAULT_RETRY_SCHEDULE = "5s,5m,30m,2h,5h,10h,14h,20h,24h"
 
@@ -95,7 +96,9 @@ class Settings(BaseSettings):
         default=None, description="PostgreSQL URL; unset → embedded PostgreSQL under data_dir"
     )
     redis_url: str | None = Field(
-        default=None, description="Redis URL; unset → embedded Redis under data_dir"
+        default=None,
+        description="Redis URL (redis://, rediss://, unix://, or redis+cluster://host:port,... "
+        "for a Redis Cluster); unset → embedded Redis under data_dir",
     )
     data_dir: Path = Field(default=Path(".canopy"), description="where embedded data is kept")
     rules: Path | None = Field(default=None, description="rules file; unset → packaged default")
@@ -211,8 +214,12 @@ class Settings(BaseSettings):
     @field_validator("redis_url")
     @classmethod
     def _redis_url(cls, value: str | None) -> str | None:
-        if value and not value.startswith(("redis://", "rediss://", "unix://")):
-            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        if value and not value.startswith(URL_SCHEMES):
+            raise ValueError(
+                "must be a redis://, rediss://, unix:// or redis+cluster://host:port,... URL"
+            )
+        if value and is_cluster_url(value):
+            ClusterURL.parse(value)  # a clear error at startup rather than at the first command
         return value or None
 
     @field_validator("webhook_retry_schedule", mode="before")

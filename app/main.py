@@ -128,6 +128,7 @@ def create_app(
             await revocations.stop()
             await partner_keys.stop()
             await pg.close()
+            await app.state.rate_limiter.close()
             await redis.aclose()
             await engine.dispose()
             await asyncio.to_thread(services.stop_embedded)

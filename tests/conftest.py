@@ -34,6 +34,7 @@ from app.core.embedded import EmbeddedServer, ensure_postgres, ensure_redis
 from app.main import create_app
 from app.models import metadata
 from app.rules.schema import LimitsRules
+from tests.rediscluster import RedisCluster, redis_server_binary
 from tests.roundtrips import Meter, proxied
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +110,16 @@ def test_servers() -> Iterator[TestServers]:
     finally:
         for server in reversed(started):
             server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisCluster]:
+    """A real 3-master Redis Cluster on free local ports, started on first use, for the run."""
+    if redis_server_binary() is None:
+        pytest.skip("redis-server is not installed; the Redis Cluster tests need it")
+    cluster = RedisCluster().start()
+    yield cluster
+    cluster.stop()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
 )
+from redis.asyncio import RedisCluster
 from sqlalchemy import text
 from starlette.responses import Response
 
@@ -34,7 +35,13 @@ async def _check_db(request: Request) -> None:
 
 
 async def _check_redis(request: Request) -> None:
-    await request.app.state.redis.ping()
+    redis = request.app.state.redis
+    if isinstance(redis, RedisCluster):
+        # every primary must answer (each holds a share of the keys); a replica down is no reason
+        # to take the API out of the load balancer
+        await redis.ping(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await redis.ping()
 
 
 @router.get("/readyz", responses={503: {"description": "names what is down"}})

@@ -16,12 +16,13 @@ from typing import Any
 
 from fastapi import Request
 from limits import RateLimitItem, parse
-from limits.aio.storage import MemoryStorage, RedisStorage
+from limits.aio.storage import MemoryStorage, RedisClusterStorage, RedisStorage
 from limits.aio.strategies import MovingWindowRateLimiter
 from prometheus_client import Counter
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 
 from app.core.errors import RateLimited
+from app.core.redis import AnyRedis
 
 logger = logging.getLogger("canopy.ratelimit")
 
@@ -38,12 +39,33 @@ class RateLimiter:
     """Checks named limits. ``spec_for(name)`` returns the current "N/period" for a name, so a
     newly published rules version takes effect without a restart."""
 
-    def __init__(self, redis: Redis, spec_for: Callable[[str], str]) -> None:
-        # share the app's connection pool rather than opening a second one
-        pool: Any = redis.connection_pool
-        self._storage = RedisStorage(
-            "async+redis://", implementation="redispy", connection_pool=pool, key_prefix="canopy:rl"
-        )
+    def __init__(self, redis: AnyRedis, spec_for: Callable[[str], str]) -> None:
+        self._storage: RedisStorage | RedisClusterStorage
+        if isinstance(redis, RedisCluster):
+            # limits opens its own cluster client from the same startup nodes and credentials
+            # (it cannot share ours); a moving window is one key, so any slot will do
+            nodes = ",".join(f"{n.host}:{n.port}" for n in redis.startup_nodes)
+            options = {
+                k: v
+                for k, v in redis.connection_kwargs.items()
+                if k in ("username", "password", "ssl", "socket_timeout", "socket_connect_timeout")
+                and v is not None
+            }
+            self._storage = RedisClusterStorage(
+                f"async+redis+cluster://{nodes}",
+                implementation="redispy",
+                key_prefix="canopy:rl",
+                **options,
+            )
+        else:
+            # share the app's connection pool rather than opening a second one
+            pool: Any = redis.connection_pool
+            self._storage = RedisStorage(
+                "async+redis://",
+                implementation="redispy",
+                connection_pool=pool,
+                key_prefix="canopy:rl",
+            )
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._fallback = MovingWindowRateLimiter(MemoryStorage())
         self._spec_for = spec_for
@@ -66,6 +88,13 @@ class RateLimiter:
 
     async def reset(self) -> None:
         await self._storage.reset()
+
+    async def close(self) -> None:
+        """Close the cluster client ``limits`` opened (a standalone limiter uses the app's pool,
+        which the app closes)."""
+        if isinstance(self._storage, RedisClusterStorage):
+            bridge: Any = self._storage.bridge  # the redis-py bridge holds the client it made
+            await bridge.get_connection().aclose()
 
 
 def client_address(request: Request) -> str:

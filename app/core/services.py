@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 from app.config import Settings
 from app.core.embedded import EmbeddedServer, ensure_postgres, ensure_redis
+from app.core.redis import ClusterURL, is_cluster_url
 
 
 @dataclass
@@ -28,6 +29,11 @@ class Services:
 
 def redact(url: str) -> str:
     """A URL fit for a log line: scheme, host, port and path, never the password."""
+    if is_cluster_url(url):
+        cluster = ClusterURL.parse(url)
+        user = f"{cluster.username}@" if cluster.username else ""
+        nodes = ",".join(f"{host}:{port}" for host, port in cluster.nodes)
+        return f"{url.partition('://')[0]}://{user}{nodes}"
     parts = urlsplit(url)
     host = parts.hostname or ""
     port = f":{parts.port}" if parts.port else ""

@@ -5,6 +5,9 @@ when told, and also checks every ``interval`` seconds in case a message was miss
 a process busy reconnecting). The registry is updated in place, so everything holding it — the
 request handlers, the rate limiter, the worker's jobs — sees the new versions at once; a version
 with a future ``effective_from`` then takes over at that instant by itself.
+
+On a Redis Cluster a ``PUBLISH`` reaches the subscribers of every node (the cluster bus forwards
+it), so the listener subscribes on whichever node redis-py picks for the channel.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ import asyncio
 import contextlib
 import logging
 
-from redis.asyncio import Redis
+from redis.asyncio import RedisCluster
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from app.core.redis import AnyRedis
 from app.rules.registry import RulesRegistry, load_registry
 
 logger = logging.getLogger("canopy.rules")
@@ -26,7 +30,7 @@ CHANNEL = "canopy:rules:published"
 _FIRST_RETRY, _MAX_RETRY = 0.25, 5.0
 
 
-async def announce(redis: Redis, version: int) -> None:
+async def announce(redis: AnyRedis, version: int) -> None:
     """Tell every process a version was published (best effort: the poll is the backstop)."""
     try:
         await redis.publish(CHANNEL, str(version))
@@ -39,7 +43,7 @@ class RulesWatcher:
         self,
         registry: RulesRegistry,
         sessionmaker: async_sessionmaker[AsyncSession],
-        redis: Redis,
+        redis: AnyRedis,
         interval: float = 10.0,
     ) -> None:
         self.registry = registry
@@ -87,6 +91,10 @@ class RulesWatcher:
         while not self._stopping:
             pubsub = self.redis.pubsub()
             try:
+                if isinstance(self.redis, RedisCluster):
+                    # a cluster pubsub picks its node from the slot map, empty until the first
+                    # command: load it (a no-op once loaded)
+                    await self.redis.initialize()
                 await pubsub.subscribe(CHANNEL)
                 if backoff > _FIRST_RETRY:
                     logger.info("rules channel back")

@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from app.core.clock import FrozenClock
 from app.game.leaderboards.flusher import ScoreFlusher
+from app.game.leaderboards.service import board_key
 from tests.energy.conftest import ledger_ok
 from tests.helpers import Player, register
 from tests.roundtrips import Budget, Meter
@@ -132,7 +133,7 @@ class TestOwnForest:
             assert await held.flush()
         exactly(budget, pg=0, redis=1)
         assert budget.redis.count == 1
-        assert await app.state.redis.zscore("canopy:lb:total:all", owner.id) == 400
+        assert await app.state.redis.zscore(board_key("total", "all"), owner.id) == 400
         await ledger_ok(mclient, admin_headers)
 
 

@@ -4,7 +4,8 @@ A collect statement returns the collector's absolute scores (day, week, total); 
 them to the process's :class:`ScoreFlusher` (no I/O) and answers. A few milliseconds later the
 flusher writes every score handed to it since its last write in ONE pipeline (``ZADD GT`` per
 board, so a score only grows and a late or repeated write cannot roll one back). That write runs
-in its own task, outside any request, so it is in no request's round-trip budget.
+in its own task, outside any request, so it is in no request's round-trip budget. On a Redis
+Cluster the pipeline is split by node (one round trip per node holding a board).
 
 When Redis cannot be reached the scores stay pending (the highest per user and board) and are
 written by the next flush: the next collect's, or the next board read's — readers call
@@ -24,11 +25,11 @@ import uuid
 from typing import Annotated
 
 from fastapi import Depends, Request
-from redis.asyncio import Redis
 from starlette.datastructures import State
 
+from app.core.redis import AnyRedis
 from app.game.leaderboards.scores import Periods
-from app.game.leaderboards.service import TTL, board_key
+from app.game.leaderboards.service import TTL, board_key, board_period
 
 logger = logging.getLogger("canopy.leaderboards")
 
@@ -100,12 +101,12 @@ class ScoreFlusher:
             if not self._pending:
                 return True
             batch, self._pending, self._count = self._pending, {}, 0
-            redis: Redis = self._state.redis
+            redis: AnyRedis = self._state.redis
             try:
                 pipe = redis.pipeline(transaction=False)
                 for key, scores in batch.items():
                     pipe.zadd(key, scores, gt=True)
-                    period = key.split(":")[2]
+                    period = board_period(key)
                     if period in TTL:
                         pipe.expire(key, TTL[period])
                 await pipe.execute()

@@ -17,10 +17,10 @@ from collections.abc import Iterable
 from datetime import datetime, time, timedelta
 from typing import TYPE_CHECKING, Literal
 
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.core.redis import AnyRedis
 from app.energy.periods import zone
 
 if TYPE_CHECKING:
@@ -50,7 +50,19 @@ def period_bounds(period: Period, now: datetime, tz: str) -> tuple[str, datetime
 
 
 def board_key(period: Period, bucket: str) -> str:
-    return f"canopy:lb:{period}:{bucket}"
+    """``canopy:lb:{day:2026-11-30}``: the braces are a Redis Cluster hash tag, so a board and its
+    ``ready`` marker (:func:`ready_key`), written in one transaction, live in one slot; different
+    boards spread over the cluster."""
+    return f"canopy:lb:{{{period}:{bucket}}}"
+
+
+def ready_key(key: str) -> str:
+    return f"{key}:ready"
+
+
+def board_period(key: str) -> str:
+    """The period of a :func:`board_key` (``day``, ``week`` or ``total``)."""
+    return key.partition("{")[2].partition(":")[0]
 
 
 async def values_from_db(
@@ -84,10 +96,10 @@ async def values_from_db(
 
 
 async def _ensure_built(
-    session: AsyncSession, redis: Redis, period: Period, bucket: str, start: datetime | None
+    session: AsyncSession, redis: AnyRedis, period: Period, bucket: str, start: datetime | None
 ) -> str:
     key = board_key(period, bucket)
-    marker = f"{key}:ready"
+    marker = ready_key(key)
     if await redis.exists(marker):
         return key
     values = await values_from_db(session, period, start, None)
@@ -106,7 +118,7 @@ async def _ensure_built(
 
 async def scores(
     session: AsyncSession,
-    redis: Redis,
+    redis: AnyRedis,
     period: Period,
     user_ids: list[uuid.UUID],
     now: datetime,
@@ -128,8 +140,9 @@ async def scores(
         return {u: values.get(u, 0) for u in user_ids}
 
 
-async def forget_on_boards(redis: Redis, user_id: uuid.UUID) -> None:
-    """Drop an erased user from every board (best effort: boards only show friends anyway)."""
+async def forget_on_boards(redis: AnyRedis, user_id: uuid.UUID) -> None:
+    """Drop an erased user from every board (best effort: boards only show friends anyway). On
+    a cluster, ``scan_iter`` walks every primary."""
     try:
         async for key in redis.scan_iter(match="canopy:lb:*", count=500):
             if not key.endswith(b":ready"):
