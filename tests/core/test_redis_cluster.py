@@ -189,7 +189,10 @@ class TestLeaderboardsOnCluster:
                 body = await board(cluster_client, circle.alice, period)
                 assert ranking(body) == MONDAY_RANKING
         # rebuilt in the cluster (board and marker in one transaction), not answered around it
-        assert not caplog.records, [r.getMessage() for r in caplog.records]
+        # (only the boards' own warnings: the asyncio logger may report a client another test
+        # left for the garbage collector)
+        warned = [r.getMessage() for r in caplog.records if r.name == "canopy.leaderboards"]
+        assert not warned, warned
         for key in MONDAY_BOARDS:
             assert await cluster.zscore(key, circle.bob.id) == 160
 
