@@ -103,14 +103,16 @@ def screen(
     registry: RulesRegistry,
     now: datetime,
     check_window: bool = True,
+    kinds: frozenset[str] | None = None,
 ) -> tuple[ActiveRules, ActivityRules] | Outcome:
     """What needs neither the user nor the database: the rules version in force when the event
-    happened, its kind, whether ``origin`` may report it, and the time window."""
+    happened, its kind, whether ``origin`` may report it (and, for a partner limited to
+    ``kinds``, whether it is one of them), and the time window."""
     rules = registry.at(event.occurred_at)
     kind = rules.rules.activities.get(event.kind)
     if kind is None:
         return _reject(event, "unknown_kind", rules)
-    if origin not in kind.sources:
+    if origin not in kind.sources or (kinds is not None and event.kind not in kinds):
         return _reject(event, "untrusted_source", rules)
     ingest = rules.rules.ingest
     if check_window and event.occurred_at > now + ingest.max_future_skew:
@@ -213,14 +215,16 @@ def plan(
     origin: str,
     registry: RulesRegistry,
     now: datetime,
+    kinds: frozenset[str] | None = None,
 ) -> tuple[list[EventIn], list[RegionalValue]]:
     """The statement's input: each event screened and valued at its kind's default factor, plus
-    its value for every region the kind overrides (numbered from 1 in request order)."""
+    its value for every region the kind overrides (numbered from 1 in request order).
+    ``kinds``: the only kinds this reporter may report (None: whatever ``origin`` may)."""
     rows: list[EventIn] = []
     regional: list[RegionalValue] = []
     for n, (user_id, event) in enumerate(events, start=1):
         attributes = orjson.dumps(event.attributes).decode() if event.attributes else None
-        screened = screen(event, origin, registry, now)
+        screened = screen(event, origin, registry, now, kinds=kinds)
         if isinstance(screened, Outcome):
             assert screened.rules_version is not None  # screen always names the version
             rows.append(
@@ -281,11 +285,13 @@ async def ingest(
     events: Sequence[tuple[uuid.UUID, Incoming]],
     registry: RulesRegistry,
     now: datetime,
+    kinds: frozenset[str] | None = None,
 ) -> list[ActivityRow]:
     """Evaluate and record a batch in one statement; one row per event in input order, with
     ``status`` None for an event whose user does not exist. ``source`` scopes event ids
-    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust."""
-    rows, regional = plan(events, origin, registry, now)
+    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust; ``kinds``
+    what a partner was granted (None: all its origin may report)."""
+    rows, regional = plan(events, origin, registry, now, kinds)
     return await pg.fetch(INGEST, **ingest_params(rows, regional, source=source, now=now))
 
 
