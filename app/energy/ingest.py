@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 import orjson
@@ -75,6 +75,7 @@ class Pending:
     unit: str | None
     region: str | None
     cap_keys: list[tuple[str, CapKey]] = field(default_factory=list)
+    max_units: Decimal | None = None  # the day's unit bound (per-unit factors)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Value:
     factor: Decimal  # grams per event, or per unit
     unit: str | None
     region: str | None  # the region whose override applied; None: the kind's defaults
+    max_units: Decimal | None = None  # the most units the user's events of a day count
 
 
 def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> Outcome:
@@ -135,13 +137,17 @@ def value(event: Incoming, kind: ActivityRules, region: str | None) -> Value | s
         )
     if event.quantity is None or event.quantity <= 0:
         return "invalid_quantity"
-    if kind.max_units_per_day is not None and event.quantity > Decimal(str(kind.max_units_per_day)):
-        return "implausible"
+    max_units = (
+        Decimal(str(factor.max_units_per_day)) if factor.max_units_per_day is not None else None
+    )
+    if max_units is not None and event.quantity > max_units:
+        return "implausible"  # more in one event than a whole day may count
     return Value(
         factor.energy_g(float(event.quantity)),
         Decimal(str(factor.energy_per_unit_g)),
         factor.unit,
         factor.region,
+        max_units,
     )
 
 
@@ -174,9 +180,14 @@ def evaluate(
         valued.factor,
         valued.unit,
         valued.region,
+        max_units=valued.max_units,
     )
     day = local_date(event.occurred_at, user.timezone)
-    if kind.daily_cap_g is not None or kind.daily_cap_count is not None:
+    if (
+        kind.daily_cap_g is not None
+        or kind.daily_cap_count is not None
+        or valued.max_units is not None
+    ):
         pending.cap_keys.append(("day", (user.id, event.kind, "day", day)))
     if kind.monthly_cap_count is not None:
         pending.cap_keys.append(("month", (user.id, event.kind, "month", month_start(day))))
@@ -191,6 +202,12 @@ def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
     keys = dict(p.cap_keys)
     day = counters.get(keys["day"]) if "day" in keys else None
     month = counters.get(keys["month"]) if "month" in keys else None
+    fit: Decimal | None = None
+    if day is not None and p.max_units is not None and p.event.quantity is not None:
+        # the day's units in total: what is left of the bound counts, at the event's factor
+        fit = max(Decimal(0), min(p.event.quantity, p.max_units - day.units))
+        if fit != p.event.quantity:
+            grams = int((p.factor * fit).to_integral_value(rounding=ROUND_FLOOR))
     if day is not None:
         if p.kind.daily_cap_count is not None and day.count >= p.kind.daily_cap_count:
             return 0
@@ -207,6 +224,8 @@ def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
             if counter is not None:
                 counter.count += 1
                 counter.grams += grams
+        if day is not None and fit is not None:
+            day.units += fit
     return grams
 
 
@@ -256,6 +275,7 @@ def plan(
                 rules.version,
                 None,
                 *_value_columns(default),
+                max_units=default.max_units if isinstance(default, Value) else None,
                 day_cap_g=kind.daily_cap_g,
                 day_cap_count=kind.daily_cap_count,
                 month_cap_count=kind.monthly_cap_count,
@@ -265,7 +285,9 @@ def plan(
             )
         )
         for region in kind.regions:
-            regional.append(RegionalValue(n, region, *_value_columns(value(event, kind, region))))
+            valued = value(event, kind, region)
+            max_units = valued.max_units if isinstance(valued, Value) else None
+            regional.append(RegionalValue(n, region, *_value_columns(valued), max_units))
     return rows, regional
 
 
