@@ -495,7 +495,10 @@ def _terms_at(instant: str) -> str:
 
 
 # ``due``: (n, user_id, tz, region, day, steps, midnight) → each day as a walking event, valued
-# exactly as app.energy.ingest.value values one (floor(per-unit factor * steps), or per event)
+# exactly as app.energy.ingest.value values one (floor(per-unit factor * steps), or per event).
+# A day's ball ripens at walking's ripen_at_local (07:00 unless the rules say otherwise) of the
+# NEXT local day, whatever ripen_after is: the contract's rule, and a short ripen_after must
+# not ripen the ball before the day it counts has ended.
 VALUED_DAYS = f"""
     valued AS MATERIALIZED (
         SELECT d.n, d.user_id, d.tz, CAST('steps' AS text) AS source,
@@ -512,7 +515,8 @@ VALUED_DAYS = f"""
             coalesce(CAST(x.per_event AS numeric), x.per_unit) AS factor, x.unit, x.region,
             CASE WHEN x.per_event IS NULL THEN t.max_units END AS max_units,
             t.cap_g AS day_cap_g, t.cap_n AS day_cap_n, t.cap_m AS month_cap_n,
-            d.midnight + t.ripen_after AS ripens_base, t.ripen_local, t.expire_after,
+            {local_midnight_sql("d.day + 1", "d.tz")} AS ripens_base,
+            coalesce(t.ripen_local, TIME '07:00') AS ripen_local, t.expire_after,
             'activity:steps:' || to_char(d.day, 'YYYY-MM-DD') AS ref
         FROM due d
         JOIN terms t ON {_terms_at("d.midnight")}
