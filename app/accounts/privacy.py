@@ -169,7 +169,8 @@ _ERASE: Sequence[str] = (
     "UPDATE activities SET attributes = NULL WHERE user_id = :u AND attributes IS NOT NULL",
     "UPDATE step_days SET source = NULL WHERE user_id = :u AND source IS NOT NULL",
     "UPDATE users SET handle = NULL, display_name = NULL, password_hash = NULL, region = NULL, "
-    "timezone = :erased_tz, erased_at = :now, updated_at = :now WHERE id = :u",
+    "region_previous = NULL, timezone = :erased_tz, erased_at = :now, updated_at = :now "
+    "WHERE id = :u",
 )
 
 

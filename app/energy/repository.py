@@ -83,8 +83,18 @@ def lock_users(ids: str, *, skip_locked: bool = False) -> str:
     locked in id order (the order every statement of this module locks users in)."""
     skip = " SKIP LOCKED" if skip_locked else ""
     return (
-        "SELECT id, timezone, region FROM users "  # noqa: S608 (constant parts)
+        "SELECT id, timezone, region, region_previous, region_from FROM users "  # noqa: S608
         f"WHERE id IN ({ids}) AND erased_at IS NULL ORDER BY id FOR NO KEY UPDATE{skip}"
+    )
+
+
+def region_on(day: str, user: str) -> str:
+    """The region that values a user's events of local date ``day``: the one in force when that
+    day began. A change made during a day applies from the next (``region_from``), so switching
+    mid-day never changes the rate or the bound of the day's events (see PATCH /v1/me)."""
+    return (
+        f"CASE WHEN {user}.region_from IS NOT NULL AND ({day}) < {user}.region_from "
+        f"THEN {user}.region_previous ELSE {user}.region END"
     )
 
 
@@ -357,7 +367,8 @@ INGEST = Statement(
             e.expire_after, 'activity:' || CAST(:source AS text) || ':' || e.external_id AS ref
         FROM events e
         JOIN who w ON w.id = e.user_id
-        LEFT JOIN regional r ON r.n = e.n AND r.region = w.region
+        LEFT JOIN regional r ON r.n = e.n
+            AND r.region = {region_on(local_date_sql("e.occurred_at", "w.timezone"), "w")}
     ),
     {minting()}
     SELECT e.n, e.external_id AS id, coalesce(o.kind, e.kind) AS kind, o.status, o.energy_g,
@@ -555,7 +566,8 @@ RECORD_STEPS = Statement(
     {WALKING_TERMS},
     who AS MATERIALIZED ({lock_users("SELECT CAST(:user AS uuid)")}),
     asked AS MATERIALIZED (  -- the date reported: its local start, the rules then, the verdict
-        SELECT w.id AS user_id, w.timezone AS tz, w.region, m.today, m.midnight, t.version,
+        SELECT w.id AS user_id, w.timezone AS tz, w.region, w.region_previous, w.region_from,
+            m.today, m.midnight, t.version,
             CASE WHEN {_DAY} > m.today THEN 'not_begun'
                  WHEN m.midnight < {NOW} - t.max_age THEN 'too_old'
                  WHEN NOT t.known THEN 'no_walking'
@@ -585,7 +597,8 @@ RECORD_STEPS = Statement(
         WHERE a.verdict IS NULL
     ),
     due AS MATERIALIZED (  -- an unminted day that is over closes every ended day with it
-        SELECT row_number() OVER (ORDER BY x.day) AS n, a.user_id, a.tz, a.region, x.day,
+        SELECT row_number() OVER (ORDER BY x.day) AS n, a.user_id, a.tz,
+            {region_on("x.day", "a")} AS region, x.day,
             x.steps, {local_midnight_sql("x.day", "a.tz")} AS midnight
         FROM asked a
         CROSS JOIN LATERAL (
@@ -646,7 +659,7 @@ def closing_days(candidates: str, *, skip_locked: bool = False) -> str:
         ),
         due AS MATERIALIZED (
             SELECT row_number() OVER (ORDER BY s.user_id, s.day) AS n, s.user_id,
-                w.timezone AS tz, w.region, s.day, s.steps,
+                w.timezone AS tz, {region_on("s.day", "w")} AS region, s.day, s.steps,
                 {local_midnight_sql("s.day", "w.timezone")} AS midnight
             FROM days s JOIN who w ON w.id = s.user_id
         ),
