@@ -210,6 +210,7 @@ with warnings.catch_warnings():
         collect: RateLimit = "120/minute"
         friend_requests: RateLimit = "30/minute"
         activities: RateLimit = "600/minute"
+        stats: RateLimit = "60/minute"  # per client address, the public /v1/stats
 
         def item(self, name: str) -> limits.RateLimitItem:
             """The named limit as a ``limits`` item, e.g. ``rules.limits.item("login")``."""
