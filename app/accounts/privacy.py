@@ -45,8 +45,9 @@ async def export(
     u = {"u": user_id}
     [profile] = await _rows(
         session,
-        "SELECT id, handle, display_name, timezone, region, balance_g, collected_total_g, "
-        "co2e_avoided_g, created_at, updated_at FROM users WHERE id = :u",
+        "SELECT id, handle, display_name, timezone, region, region_previous, region_from, "
+        "balance_g, collected_total_g, co2e_avoided_g, created_at, updated_at "
+        "FROM users WHERE id = :u",
         **u,
     )
     document: dict[str, Any] = {

@@ -43,6 +43,8 @@ class TestRegionSwitch:
         moved = await move_to(client, mallory, "wuhan")  # 93.3 g/km there
         assert moved.status_code == 200, moved.text
         assert moved.json()["region"] == "wuhan"
+        profile = (await client.get("/v1/me/export", headers=mallory.headers)).json()["profile"]
+        assert (profile["region_previous"], profile["region_from"]) == (None, "2026-12-04")
         clock.set(clock.now() + timedelta(hours=2))
         after = await ride(client, clock, mallory, "b", 100)
         assert after["energy_g"] == 5_000  # still today's rate; the day's bound is unchanged
