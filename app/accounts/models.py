@@ -3,9 +3,18 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, String, text
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    ForeignKey,
+    Index,
+    String,
+    text,
+)
 from sqlalchemy.dialects.postgresql import UUID
 from sqlmodel import Field, SQLModel
 
@@ -26,6 +35,10 @@ class User(SQLModel, table=True):
     display_name: str | None = Field(default=None, sa_type=String(64))
     timezone: str = Field(sa_type=String(64))
     region: str | None = Field(default=None, sa_type=String(64))
+    # a change of region applies from the user's next local day (``region_from``); events of
+    # earlier days keep the region in force when their day began (``region_previous``)
+    region_previous: str | None = Field(default=None, sa_type=String(64))
+    region_from: date | None = Field(default=None, sa_type=Date)
     # the ledger is the truth; these are kept in the same transaction as its entries for fast reads
     balance_g: int = Field(default=0, sa_type=BigInteger)
     collected_total_g: int = Field(default=0, sa_type=BigInteger)

@@ -45,8 +45,9 @@ async def export(
     u = {"u": user_id}
     [profile] = await _rows(
         session,
-        "SELECT id, handle, display_name, timezone, region, balance_g, collected_total_g, "
-        "co2e_avoided_g, created_at, updated_at FROM users WHERE id = :u",
+        "SELECT id, handle, display_name, timezone, region, region_previous, region_from, "
+        "balance_g, collected_total_g, co2e_avoided_g, created_at, updated_at "
+        "FROM users WHERE id = :u",
         **u,
     )
     document: dict[str, Any] = {
@@ -169,7 +170,8 @@ _ERASE: Sequence[str] = (
     "UPDATE activities SET attributes = NULL WHERE user_id = :u AND attributes IS NOT NULL",
     "UPDATE step_days SET source = NULL WHERE user_id = :u AND source IS NOT NULL",
     "UPDATE users SET handle = NULL, display_name = NULL, password_hash = NULL, region = NULL, "
-    "timezone = :erased_tz, erased_at = :now, updated_at = :now WHERE id = :u",
+    "region_previous = NULL, timezone = :erased_tz, erased_at = :now, updated_at = :now "
+    "WHERE id = :u",
 )
 
 

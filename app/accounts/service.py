@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -169,13 +170,42 @@ async def change_password(
     await repo.revoke_other_logins(user.id, keep, now, "password_changed")
 
 
+REGION_CHANGE_EVERY = timedelta(days=30)
+
+
+class RegionChangeTooSoon(Conflict):
+    code, title = "region_change_too_soon", "The region was changed less than 30 days ago"
+
+
+def region_change(user: User, region: str | None, now: datetime) -> dict[str, Any]:
+    """The columns a change of region writes. Regional rates cannot be bought: a new region
+    applies from the user's next local day (events of today and earlier keep the region in force
+    when their day began), and it can change at most once every 30 days."""
+    if region == user.region:
+        return {}
+    today = now.astimezone(ZoneInfo(user.timezone)).date()
+    if user.region_from is not None:
+        allowed = user.region_from - timedelta(days=1) + REGION_CHANGE_EVERY
+        if today < allowed:
+            raise RegionChangeTooSoon(f"The region can change again on {allowed.isoformat()}")
+    # the previous change is in force by now (30 days > 1), so the current region is
+    return {
+        "region": region,
+        "region_previous": user.region,
+        "region_from": today + timedelta(days=1),
+    }
+
+
 async def update_profile(session: AsyncSession, user: User, patch: MePatch, now: datetime) -> User:
-    """Apply the fields the client sent; an explicit null clears display_name or region."""
+    """Apply the fields the client sent; an explicit null clears display_name or region.
+    A new region applies from the next local day, at most once every 30 days."""
     changes: dict[str, Any] = {}
     for name in patch.model_fields_set:
         changes[name] = getattr(patch, name)
     if "timezone" in changes and changes["timezone"] is None:
         raise ValidationFailed([{"loc": ["body", "timezone"], "msg": "cannot be null"}])
+    if "region" in changes:
+        changes.update(region_change(user, changes.pop("region"), now))
     if not changes:
         return user
     return await AccountsRepository(session).update_user(user.id, now, **changes)

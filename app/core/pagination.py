@@ -26,8 +26,8 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         version, _, value = raw.partition(":")
-        if version == "v1":
-            return int(value)
+        if version == "v1" and -(2**63) <= (position := int(value)) < 2**63:
+            return position  # a bigint, or PostgreSQL would refuse it with a 500
     except (binascii.Error, UnicodeDecodeError, ValueError):
         pass
     raise ValidationFailed([{"loc": ["query", "cursor"], "msg": "is not a cursor this API issued"}])

@@ -150,6 +150,7 @@ async def _partner_ingest(
         events=[(item.user_id, _incoming(item)) for item in items],
         registry=registry,
         now=now,
+        kinds=partner.kinds,
     )
 
 

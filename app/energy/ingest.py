@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from decimal import Decimal
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any, Literal
 
 import orjson
@@ -75,6 +75,7 @@ class Pending:
     unit: str | None
     region: str | None
     cap_keys: list[tuple[str, CapKey]] = field(default_factory=list)
+    max_units: Decimal | None = None  # the day's unit bound (per-unit factors)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,7 @@ class Value:
     factor: Decimal  # grams per event, or per unit
     unit: str | None
     region: str | None  # the region whose override applied; None: the kind's defaults
+    max_units: Decimal | None = None  # the most units the user's events of a day count
 
 
 def _reject(event: Incoming, reason: str, rules: ActiveRules | None = None) -> Outcome:
@@ -103,14 +105,16 @@ def screen(
     registry: RulesRegistry,
     now: datetime,
     check_window: bool = True,
+    kinds: frozenset[str] | None = None,
 ) -> tuple[ActiveRules, ActivityRules] | Outcome:
     """What needs neither the user nor the database: the rules version in force when the event
-    happened, its kind, whether ``origin`` may report it, and the time window."""
+    happened, its kind, whether ``origin`` may report it (and, for a partner limited to
+    ``kinds``, whether it is one of them), and the time window."""
     rules = registry.at(event.occurred_at)
     kind = rules.rules.activities.get(event.kind)
     if kind is None:
         return _reject(event, "unknown_kind", rules)
-    if origin not in kind.sources:
+    if origin not in kind.sources or (kinds is not None and event.kind not in kinds):
         return _reject(event, "untrusted_source", rules)
     ingest = rules.rules.ingest
     if check_window and event.occurred_at > now + ingest.max_future_skew:
@@ -133,13 +137,17 @@ def value(event: Incoming, kind: ActivityRules, region: str | None) -> Value | s
         )
     if event.quantity is None or event.quantity <= 0:
         return "invalid_quantity"
-    if kind.max_units_per_day is not None and event.quantity > Decimal(str(kind.max_units_per_day)):
-        return "implausible"
+    max_units = (
+        Decimal(str(factor.max_units_per_day)) if factor.max_units_per_day is not None else None
+    )
+    if max_units is not None and event.quantity > max_units:
+        return "implausible"  # more in one event than a whole day may count
     return Value(
         factor.energy_g(float(event.quantity)),
         Decimal(str(factor.energy_per_unit_g)),
         factor.unit,
         factor.region,
+        max_units,
     )
 
 
@@ -172,9 +180,14 @@ def evaluate(
         valued.factor,
         valued.unit,
         valued.region,
+        max_units=valued.max_units,
     )
     day = local_date(event.occurred_at, user.timezone)
-    if kind.daily_cap_g is not None or kind.daily_cap_count is not None:
+    if (
+        kind.daily_cap_g is not None
+        or kind.daily_cap_count is not None
+        or valued.max_units is not None
+    ):
         pending.cap_keys.append(("day", (user.id, event.kind, "day", day)))
     if kind.monthly_cap_count is not None:
         pending.cap_keys.append(("month", (user.id, event.kind, "month", month_start(day))))
@@ -189,6 +202,12 @@ def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
     keys = dict(p.cap_keys)
     day = counters.get(keys["day"]) if "day" in keys else None
     month = counters.get(keys["month"]) if "month" in keys else None
+    fit: Decimal | None = None
+    if day is not None and p.max_units is not None and p.event.quantity is not None:
+        # the day's units in total: what is left of the bound counts, at the event's factor
+        fit = max(Decimal(0), min(p.event.quantity, p.max_units - day.units))
+        if fit != p.event.quantity:
+            grams = int((p.factor * fit).to_integral_value(rounding=ROUND_FLOOR))
     if day is not None:
         if p.kind.daily_cap_count is not None and day.count >= p.kind.daily_cap_count:
             return 0
@@ -205,6 +224,8 @@ def apply_caps(p: Pending, counters: dict[CapKey, Counter]) -> int:
             if counter is not None:
                 counter.count += 1
                 counter.grams += grams
+        if day is not None and fit is not None:
+            day.units += fit
     return grams
 
 
@@ -213,14 +234,16 @@ def plan(
     origin: str,
     registry: RulesRegistry,
     now: datetime,
+    kinds: frozenset[str] | None = None,
 ) -> tuple[list[EventIn], list[RegionalValue]]:
     """The statement's input: each event screened and valued at its kind's default factor, plus
-    its value for every region the kind overrides (numbered from 1 in request order)."""
+    its value for every region the kind overrides (numbered from 1 in request order).
+    ``kinds``: the only kinds this reporter may report (None: whatever ``origin`` may)."""
     rows: list[EventIn] = []
     regional: list[RegionalValue] = []
     for n, (user_id, event) in enumerate(events, start=1):
         attributes = orjson.dumps(event.attributes).decode() if event.attributes else None
-        screened = screen(event, origin, registry, now)
+        screened = screen(event, origin, registry, now, kinds=kinds)
         if isinstance(screened, Outcome):
             assert screened.rules_version is not None  # screen always names the version
             rows.append(
@@ -252,6 +275,7 @@ def plan(
                 rules.version,
                 None,
                 *_value_columns(default),
+                max_units=default.max_units if isinstance(default, Value) else None,
                 day_cap_g=kind.daily_cap_g,
                 day_cap_count=kind.daily_cap_count,
                 month_cap_count=kind.monthly_cap_count,
@@ -261,7 +285,9 @@ def plan(
             )
         )
         for region in kind.regions:
-            regional.append(RegionalValue(n, region, *_value_columns(value(event, kind, region))))
+            valued = value(event, kind, region)
+            max_units = valued.max_units if isinstance(valued, Value) else None
+            regional.append(RegionalValue(n, region, *_value_columns(valued), max_units))
     return rows, regional
 
 
@@ -281,11 +307,13 @@ async def ingest(
     events: Sequence[tuple[uuid.UUID, Incoming]],
     registry: RulesRegistry,
     now: datetime,
+    kinds: frozenset[str] | None = None,
 ) -> list[ActivityRow]:
     """Evaluate and record a batch in one statement; one row per event in input order, with
     ``status`` None for an event whose user does not exist. ``source`` scopes event ids
-    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust."""
-    rows, regional = plan(events, origin, registry, now)
+    ("client" or "partner:<id>"); ``origin`` is what the rules' ``sources`` trust; ``kinds``
+    what a partner was granted (None: all its origin may report)."""
+    rows, regional = plan(events, origin, registry, now, kinds)
     return await pg.fetch(INGEST, **ingest_params(rows, regional, source=source, now=now))
 
 

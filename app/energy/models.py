@@ -88,6 +88,10 @@ class CapCounter(SQLModel, table=True):
     period_start: date = Field(primary_key=True, sa_type=Date)
     count: int = Field(default=0, sa_type=Integer)
     grams: int = Field(default=0, sa_type=BigInteger)
+    # the day's units in total, for kinds whose day is bounded in units (km, steps)
+    units: Decimal = Field(
+        default=Decimal(0), sa_type=Numeric(18, 6), sa_column_kwargs={"server_default": "0"}
+    )
 
 
 class EnergyBall(SQLModel, table=True):

@@ -38,6 +38,7 @@ class Counter:
 
     count: int
     grams: int
+    units: Decimal = Decimal(0)  # the day's units (per-unit kinds with a day's unit bound)
 
 
 # --- rows ---------------------------------------------------------------------------------------
@@ -82,8 +83,18 @@ def lock_users(ids: str, *, skip_locked: bool = False) -> str:
     locked in id order (the order every statement of this module locks users in)."""
     skip = " SKIP LOCKED" if skip_locked else ""
     return (
-        "SELECT id, timezone, region FROM users "  # noqa: S608 (constant parts)
+        "SELECT id, timezone, region, region_previous, region_from FROM users "  # noqa: S608
         f"WHERE id IN ({ids}) AND erased_at IS NULL ORDER BY id FOR NO KEY UPDATE{skip}"
+    )
+
+
+def region_on(day: str, user: str) -> str:
+    """The region that values a user's events of local date ``day``: the one in force when that
+    day began. A change made during a day applies from the next (``region_from``), so switching
+    mid-day never changes the rate or the bound of the day's events (see PATCH /v1/me)."""
+    return (
+        f"CASE WHEN {user}.region_from IS NOT NULL AND ({day}) < {user}.region_from "
+        f"THEN {user}.region_previous ELSE {user}.region END"
     )
 
 
@@ -91,7 +102,8 @@ def minting() -> str:
     """The minting core, as CTEs after ``who`` and ``valued``. ``valued`` has one row per event:
     ``n`` (its number), ``user_id``, ``tz``, ``source``, ``external_id``, ``kind``,
     ``occurred_at``, ``quantity``, ``attributes``, ``version``, ``reject`` (a reason, or NULL),
-    ``computed``, ``factor``, ``unit``, ``region``, ``day_cap_g``, ``day_cap_n``,
+    ``computed``, ``factor``, ``unit``, ``region``, ``max_units`` (the day's unit bound of a
+    per-unit factor), ``day_cap_g``, ``day_cap_n``,
     ``month_cap_n``, ``ripens_base`` (occurred_at + ripen_after), ``ripen_local``,
     ``expire_after`` and ``ref``. It defines ``outcomes`` (n, kind, status, energy_g, ball_id,
     reason, rules_version) for every event of a known user."""
@@ -122,7 +134,8 @@ def minting() -> str:
     ),
     fresh AS MATERIALIZED (  -- new events, numbered in order of occurrence per user and kind
         SELECT v.*, p.day, p.month,
-            v.day_cap_g IS NOT NULL OR v.day_cap_n IS NOT NULL AS has_day,
+            v.day_cap_g IS NOT NULL OR v.day_cap_n IS NOT NULL OR v.max_units IS NOT NULL
+                AS has_day,
             v.month_cap_n IS NOT NULL AS has_month,
             row_number() OVER lane AS seq,
             (lag(p.day) OVER lane) IS DISTINCT FROM p.day AS new_day,
@@ -153,6 +166,10 @@ def minting() -> str:
     lanes AS (  -- one user's new events of one kind, in order, as arrays for the walk
         SELECT f.user_id, f.kind, count(*) AS len,
             array_agg(f.computed ORDER BY f.seq) AS c,
+            array_agg(CASE WHEN f.unit IS NOT NULL THEN f.quantity END ORDER BY f.seq) AS q,
+            array_agg(f.factor ORDER BY f.seq) AS fac,
+            array_agg(f.max_units ORDER BY f.seq) AS max_u,
+            array_agg(coalesce(d.units, 0) ORDER BY f.seq) AS day_u0,
             array_agg(f.day_cap_g ORDER BY f.seq) AS cap_g,
             array_agg(f.day_cap_n ORDER BY f.seq) AS cap_n,
             array_agg(f.month_cap_n ORDER BY f.seq) AS cap_m,
@@ -169,37 +186,47 @@ def minting() -> str:
                          AND m.period_start = f.month
         GROUP BY f.user_id, f.kind
     ),
-    walk (user_id, kind, i, grams, day_n, day_g, month_n, month_g) AS (
-        -- apply_caps, event by event: the day's and month's counts and grams before each event
-        -- (the stored ones when it opens a day or month), what fits, and the counts after it
-        SELECT user_id, kind, 0, CAST(0 AS bigint), 0, CAST(0 AS bigint), 0, CAST(0 AS bigint)
+    walk (user_id, kind, i, grams, day_n, day_g, day_u, month_n, month_g) AS (
+        -- apply_caps, event by event: the day's and month's counts, grams and the day's units
+        -- before each event (the stored ones when it opens a day or month), what fits (the
+        -- units left of the day's bound, at the event's factor; then the caps), and the
+        -- counts after it
+        SELECT user_id, kind, 0, CAST(0 AS bigint), 0, CAST(0 AS bigint), CAST(0 AS numeric), 0,
+            CAST(0 AS bigint)
         FROM lanes
         UNION ALL
         SELECT w.user_id, w.kind, w.i + 1, g.grams,
             s.day_n + CASE WHEN g.grams > 0 AND s.has_day THEN 1 ELSE 0 END,
             s.day_g + CASE WHEN s.has_day THEN g.grams ELSE 0 END,
+            s.day_u + CASE WHEN g.grams > 0 AND s.has_day THEN coalesce(u.fit, 0) ELSE 0 END,
             s.month_n + CASE WHEN g.grams > 0 AND s.has_month THEN 1 ELSE 0 END,
             s.month_g + CASE WHEN s.has_month THEN g.grams ELSE 0 END
         FROM walk w
         JOIN lanes l ON l.user_id = w.user_id AND l.kind = w.kind
         CROSS JOIN LATERAL (SELECT l.c{at} AS c, l.cap_g{at} AS cap_g, l.cap_n{at} AS cap_n,
-            l.cap_m{at} AS cap_m,
-            l.cap_g{at} IS NOT NULL OR l.cap_n{at} IS NOT NULL AS has_day,
+            l.cap_m{at} AS cap_m, l.q{at} AS q, l.fac{at} AS fac, l.max_u{at} AS max_u,
+            l.cap_g{at} IS NOT NULL OR l.cap_n{at} IS NOT NULL OR l.max_u{at} IS NOT NULL
+                AS has_day,
             l.cap_m{at} IS NOT NULL AS has_month,
             CASE WHEN l.new_day{at} THEN l.day_n0{at} ELSE w.day_n END AS day_n,
             CASE WHEN l.new_day{at} THEN l.day_g0{at} ELSE w.day_g END AS day_g,
+            CASE WHEN l.new_day{at} THEN l.day_u0{at} ELSE w.day_u END AS day_u,
             CASE WHEN l.new_month{at} THEN l.month_n0{at} ELSE w.month_n END AS month_n,
             CASE WHEN l.new_month{at} THEN l.month_g0{at} ELSE w.month_g END AS month_g
         ) AS s
+        CROSS JOIN LATERAL (SELECT CASE WHEN s.max_u IS NOT NULL AND s.q IS NOT NULL
+            THEN GREATEST(0, LEAST(s.q, s.max_u - s.day_u)) END AS fit) AS u
+        CROSS JOIN LATERAL (SELECT CASE WHEN u.fit IS NULL OR u.fit = s.q THEN s.c
+            ELSE CAST(floor(s.fac * u.fit) AS bigint) END AS c) AS b
         CROSS JOIN LATERAL (SELECT CASE
             WHEN s.cap_n IS NOT NULL AND s.day_n >= s.cap_n THEN 0
             WHEN s.cap_m IS NOT NULL AND s.month_n >= s.cap_m THEN 0
-            WHEN s.cap_g IS NOT NULL THEN GREATEST(0, LEAST(s.c, s.cap_g - s.day_g))
-            ELSE s.c END AS grams) AS g
+            WHEN s.cap_g IS NOT NULL THEN GREATEST(0, LEAST(b.c, s.cap_g - s.day_g))
+            ELSE b.c END AS grams) AS g
         WHERE w.i < l.len
     ),
     decided AS MATERIALIZED (  -- each new event with what it mints and its ball
-        SELECT f.*, w.grams, w.day_n, w.day_g, w.month_n, w.month_g,
+        SELECT f.*, w.grams, w.day_n, w.day_g, w.day_u, w.month_n, w.month_g,
             CASE WHEN w.grams > 0 THEN gen_random_uuid() END AS ball_id,
             CASE WHEN w.grams = f.computed THEN 'minted' ELSE 'capped' END AS status
         FROM fresh f JOIN walk w ON w.user_id = f.user_id AND w.kind = f.kind AND w.i = f.seq
@@ -208,23 +235,23 @@ def minting() -> str:
         SELECT t.*, u.count AS was
         FROM (
             (SELECT DISTINCT ON (user_id, kind, day) user_id, kind, CAST('day' AS text) AS period,
-                day AS period_start, day_n AS count, day_g AS grams
+                day AS period_start, day_n AS count, day_g AS grams, day_u AS units
              FROM decided WHERE has_day ORDER BY user_id, kind, day, seq DESC)
             UNION ALL
             (SELECT DISTINCT ON (user_id, kind, month) user_id, kind, 'month', month, month_n,
-                month_g
+                month_g, CAST(0 AS numeric)
              FROM decided WHERE has_month ORDER BY user_id, kind, month, seq DESC)
         ) AS t
         LEFT JOIN usage u ON u.user_id = t.user_id AND u.kind = t.kind AND u.period = t.period
                          AND u.period_start = t.period_start
     ),
     tallied AS (
-        INSERT INTO cap_counters AS c (user_id, kind, period, period_start, count, grams)
-        SELECT user_id, kind, period, period_start, count, grams FROM tallies
+        INSERT INTO cap_counters AS c (user_id, kind, period, period_start, count, grams, units)
+        SELECT user_id, kind, period, period_start, count, grams, units FROM tallies
         WHERE count > coalesce(was, 0)
         ORDER BY user_id, kind, period, period_start
         ON CONFLICT (user_id, kind, period, period_start)
-        DO UPDATE SET count = EXCLUDED.count, grams = EXCLUDED.grams
+        DO UPDATE SET count = EXCLUDED.count, grams = EXCLUDED.grams, units = EXCLUDED.units
     ),
     recorded AS (  -- a plain INSERT: a clash would mean a writer without the user's lock
         INSERT INTO activities (user_id, source, external_id, kind, occurred_at, received_at,
@@ -286,6 +313,7 @@ class EventIn:
     ripens_base: datetime | None = None
     ripen_at_local: time | None = None
     expire_after: timedelta | None = None
+    max_units: Decimal | None = None  # the day's unit bound at the default factor
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +326,7 @@ class RegionalValue:
     factor: Decimal | None
     unit: str | None
     reject: str | None
+    max_units: Decimal | None = None
 
 
 INGEST = Statement(
@@ -311,16 +340,17 @@ INGEST = Statement(
             CAST(:computed AS bigint[]), CAST(:factors AS numeric[]), CAST(:units AS text[]),
             CAST(:value_rejects AS text[]), CAST(:cap_g AS bigint[]), CAST(:cap_n AS int[]),
             CAST(:cap_m AS int[]), CAST(:ripens AS timestamptz[]), CAST(:ripen_local AS time[]),
-            CAST(:expire_after AS interval[])
+            CAST(:expire_after AS interval[]), CAST(:max_units AS numeric[])
         ) WITH ORDINALITY AS e(user_id, external_id, kind, occurred_at, quantity, attributes,
             version, reject, computed, factor, unit, value_reject, day_cap_g, day_cap_n,
-            month_cap_n, ripens_base, ripen_local, expire_after, n)
+            month_cap_n, ripens_base, ripen_local, expire_after, max_units, n)
     ),
     regional AS (
         SELECT * FROM unnest(
             CAST(:r_n AS bigint[]), CAST(:r_region AS text[]), CAST(:r_computed AS bigint[]),
-            CAST(:r_factor AS numeric[]), CAST(:r_unit AS text[]), CAST(:r_reject AS text[])
-        ) AS r(n, region, computed, factor, unit, reject)
+            CAST(:r_factor AS numeric[]), CAST(:r_unit AS text[]), CAST(:r_reject AS text[]),
+            CAST(:r_max_units AS numeric[])
+        ) AS r(n, region, computed, factor, unit, reject, max_units)
     ),
     who AS MATERIALIZED ({lock_users("SELECT user_id FROM events")}),
     valued AS MATERIALIZED (  -- each event of a known user, valued for that user's region
@@ -332,11 +362,13 @@ INGEST = Statement(
             CASE WHEN r.n IS NULL THEN e.computed ELSE r.computed END AS computed,
             CASE WHEN r.n IS NULL THEN e.factor ELSE r.factor END AS factor,
             CASE WHEN r.n IS NULL THEN e.unit ELSE r.unit END AS unit,
+            CASE WHEN r.n IS NULL THEN e.max_units ELSE r.max_units END AS max_units,
             r.region, e.day_cap_g, e.day_cap_n, e.month_cap_n, e.ripens_base, e.ripen_local,
             e.expire_after, 'activity:' || CAST(:source AS text) || ':' || e.external_id AS ref
         FROM events e
         JOIN who w ON w.id = e.user_id
-        LEFT JOIN regional r ON r.n = e.n AND r.region = w.region
+        LEFT JOIN regional r ON r.n = e.n
+            AND r.region = {region_on(local_date_sql("e.occurred_at", "w.timezone"), "w")}
     ),
     {minting()}
     SELECT e.n, e.external_id AS id, coalesce(o.kind, e.kind) AS kind, o.status, o.energy_g,
@@ -373,12 +405,14 @@ def ingest_params(
         "ripens": [e.ripens_base for e in events],
         "ripen_local": [e.ripen_at_local for e in events],
         "expire_after": [e.expire_after for e in events],
+        "max_units": [e.max_units for e in events],
         "r_n": [r.n for r in regional],
         "r_region": [r.region for r in regional],
         "r_computed": [r.computed_g for r in regional],
         "r_factor": [r.factor for r in regional],
         "r_unit": [r.unit for r in regional],
         "r_reject": [r.reject for r in regional],
+        "r_max_units": [r.max_units for r in regional],
     }
 
 
@@ -472,7 +506,10 @@ def _terms_at(instant: str) -> str:
 
 
 # ``due``: (n, user_id, tz, region, day, steps, midnight) → each day as a walking event, valued
-# exactly as app.energy.ingest.value values one (floor(per-unit factor * steps), or per event)
+# exactly as app.energy.ingest.value values one (floor(per-unit factor * steps), or per event).
+# A day's ball ripens at walking's ripen_at_local (07:00 unless the rules say otherwise) of the
+# NEXT local day, whatever ripen_after is: the contract's rule, and a short ripen_after must
+# not ripen the ball before the day it counts has ended.
 VALUED_DAYS = f"""
     valued AS MATERIALIZED (
         SELECT d.n, d.user_id, d.tz, CAST('steps' AS text) AS source,
@@ -487,8 +524,10 @@ VALUED_DAYS = f"""
             END AS reject,
             coalesce(x.per_event, CAST(floor(x.per_unit * d.steps) AS bigint)) AS computed,
             coalesce(CAST(x.per_event AS numeric), x.per_unit) AS factor, x.unit, x.region,
+            CASE WHEN x.per_event IS NULL THEN t.max_units END AS max_units,
             t.cap_g AS day_cap_g, t.cap_n AS day_cap_n, t.cap_m AS month_cap_n,
-            d.midnight + t.ripen_after AS ripens_base, t.ripen_local, t.expire_after,
+            {local_midnight_sql("d.day + 1", "d.tz")} AS ripens_base,
+            coalesce(t.ripen_local, TIME '07:00') AS ripen_local, t.expire_after,
             'activity:steps:' || to_char(d.day, 'YYYY-MM-DD') AS ref
         FROM due d
         JOIN terms t ON {_terms_at("d.midnight")}
@@ -527,7 +566,8 @@ RECORD_STEPS = Statement(
     {WALKING_TERMS},
     who AS MATERIALIZED ({lock_users("SELECT CAST(:user AS uuid)")}),
     asked AS MATERIALIZED (  -- the date reported: its local start, the rules then, the verdict
-        SELECT w.id AS user_id, w.timezone AS tz, w.region, m.today, m.midnight, t.version,
+        SELECT w.id AS user_id, w.timezone AS tz, w.region, w.region_previous, w.region_from,
+            m.today, m.midnight, t.version,
             CASE WHEN {_DAY} > m.today THEN 'not_begun'
                  WHEN m.midnight < {NOW} - t.max_age THEN 'too_old'
                  WHEN NOT t.known THEN 'no_walking'
@@ -557,7 +597,8 @@ RECORD_STEPS = Statement(
         WHERE a.verdict IS NULL
     ),
     due AS MATERIALIZED (  -- an unminted day that is over closes every ended day with it
-        SELECT row_number() OVER (ORDER BY x.day) AS n, a.user_id, a.tz, a.region, x.day,
+        SELECT row_number() OVER (ORDER BY x.day) AS n, a.user_id, a.tz,
+            {region_on("x.day", "a")} AS region, x.day,
             x.steps, {local_midnight_sql("x.day", "a.tz")} AS midnight
         FROM asked a
         CROSS JOIN LATERAL (
@@ -618,7 +659,7 @@ def closing_days(candidates: str, *, skip_locked: bool = False) -> str:
         ),
         due AS MATERIALIZED (
             SELECT row_number() OVER (ORDER BY s.user_id, s.day) AS n, s.user_id,
-                w.timezone AS tz, w.region, s.day, s.steps,
+                w.timezone AS tz, {region_on("s.day", "w")} AS region, s.day, s.steps,
                 {local_midnight_sql("s.day", "w.timezone")} AS midnight
             FROM days s JOIN who w ON w.id = s.user_id
         ),

@@ -10,7 +10,7 @@ balance, a ball, or a system account — and never write ``INSERT INTO ledger_en
         amount="taken.grams",
         debit=ball("CAST(:owner AS uuid)", "taken.id"),
         credit=user("CAST(:me AS uuid)", balance_after=running_balance("c.balance_g", ...)),
-        reason="'steal'", ref="taken.ref", rules_version="taken.rules_version",
+        reason="'steal'", ref="'ball:' || taken.id", rules_version="taken.rules_version",
         joins="CROSS JOIN collector c",
     )})
 

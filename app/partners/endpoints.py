@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from app.admin import audit
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
-from app.core.deps import ClockDep, KeysDep, SettingsDep
+from app.core.deps import ClockDep, KeysDep, RegistryDep, SettingsDep
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.dependencies import PartnerDep
@@ -17,7 +17,9 @@ from app.partners.schemas import (
     PartnerCreated,
     PartnerKeyRotated,
     PartnerList,
+    PartnerPublic,
     PartnerSelf,
+    PartnerUpdate,
 )
 
 admin_router = APIRouter(prefix="/admin/v1/partners", tags=["admin"], dependencies=[AdminDep])
@@ -31,17 +33,57 @@ async def create_partner(
     keys: KeysDep,
     settings: SettingsDep,
     clock: ClockDep,
+    registry: RegistryDep,
 ) -> PartnerCreated:
-    """Create a partner. The API key and webhook secret are shown in this answer only."""
-    created = await service.create_partner(session, keys, settings, payload, clock.now())
+    """Create a partner. The API key and webhook secret are shown in this answer only.
+    ``kinds`` limits the activity kinds it may report (absent: every kind trusting partners)."""
+    now = clock.now()
+    created = await service.create_partner(
+        session, keys, settings, payload, now, registry.at(now).rules
+    )
+    kinds = ", ".join(created.kinds) if created.kinds is not None else "every partner kind"
     await audit.record(
         session,
         action="partner.created",
         target=f"partner:{created.id}",
-        summary=f"{created.name!r} with scopes {', '.join(sorted(created.scopes))}",
-        at=clock.now(),
+        summary=f"{created.name!r} with scopes {', '.join(sorted(created.scopes))}; kinds: {kinds}",
+        at=now,
     )
     return created
+
+
+@admin_router.patch("/{partner_id}", response_model=PartnerPublic)
+async def update_partner(
+    partner_id: str,
+    payload: PartnerUpdate,
+    session: SessionDep,
+    settings: SettingsDep,
+    clock: ClockDep,
+    registry: RegistryDep,
+) -> PartnerPublic:
+    """Change a partner's ``name``, ``scopes``, ``kinds`` or ``webhook_url`` (only what is sent).
+    Every process holding its key sees the change within a second."""
+    now = clock.now()
+    updated, changed = await service.update_partner(
+        session, settings, parse_id(partner_id, "partner"), payload, now, registry.at(now).rules
+    )
+    forget_partner(updated.id)  # here at once; other processes hear it when this commits
+    if changed:
+        kinds = ", ".join(updated.kinds) if updated.kinds is not None else "every partner kind"
+        summary = {
+            "name": f"name {updated.name!r}",
+            "scopes": f"scopes {', '.join(updated.scopes)}",
+            "kinds": f"kinds: {kinds}",
+            "webhook_url": "webhook URL changed",
+        }
+        await audit.record(
+            session,
+            action="partner.updated",
+            target=f"partner:{updated.id}",
+            summary="; ".join(summary[field] for field in changed),
+            at=now,
+        )
+    return updated
 
 
 @admin_router.get("", response_model=PartnerList)
@@ -67,4 +109,4 @@ async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> P
 @partner_router.get("/me", response_model=PartnerSelf)
 async def whoami(partner: PartnerDep) -> PartnerSelf:
     """Which partner this key belongs to and its scopes — handy for checking a key."""
-    return PartnerSelf(id=partner.id, name=partner.name, scopes=partner.scopes)
+    return PartnerSelf(id=partner.id, name=partner.name, scopes=partner.scopes, kinds=partner.kinds)

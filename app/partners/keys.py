@@ -1,8 +1,8 @@
 """Partner API keys verified once per process, then known without a query per request.
 
 A key is looked up by its SHA-256 digest the first time a process sees it; what the lookup found
-(partner id, name, scopes) is kept under that digest. A key stops working everywhere within a
-second of being rotated, re-scoped or disabled:
+(partner id, name, scopes, kinds) is kept under that digest. A key stops working everywhere within a
+second of being rotated, re-scoped, given other kinds or disabled:
 
 - a trigger on ``partners`` sends ``NOTIFY canopy_partner_keys`` with the old digest when the
   changing transaction commits, and every process listening drops that digest at once;
@@ -38,6 +38,8 @@ class PartnerKey:
     id: uuid.UUID
     name: str
     scopes: list[str]
+    # the activity kinds it may report; None: every kind whose rules sources trust partners
+    kinds: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +48,20 @@ class _KeyRow:
     id: uuid.UUID
     name: str
     scopes: list[str]
+    kinds: list[str] | None
+
+    def key(self) -> PartnerKey:
+        kinds = frozenset(self.kinds) if self.kinds is not None else None
+        return PartnerKey(self.id, self.name, list(self.scopes), kinds)
 
 
 BY_DIGEST = Statement(
-    "SELECT api_key_hash, id, name, scopes FROM partners "
+    "SELECT api_key_hash, id, name, scopes, kinds FROM partners "
     "WHERE api_key_hash = CAST(:digest AS text) AND disabled_at IS NULL",
     row=_KeyRow,
 )
 STILL_VALID = Statement(
-    "SELECT api_key_hash, id, name, scopes FROM partners "
+    "SELECT api_key_hash, id, name, scopes, kinds FROM partners "
     "WHERE api_key_hash = ANY(CAST(:digests AS text[])) AND disabled_at IS NULL",
     row=_KeyRow,
 )
@@ -88,7 +95,7 @@ class PartnerKeys:
         row = await self._pg.fetch_one(BY_DIGEST, digest=digest)
         if row is None:
             return None
-        key = PartnerKey(row.id, row.name, list(row.scopes))
+        key = row.key()
         if changes == self._changes:
             self._known[digest] = key
         return key
@@ -121,7 +128,7 @@ class PartnerKeys:
         rows = await self._pg.fetch(STILL_VALID, digests=held)
         if changes != self._changes:
             return  # a change arrived meanwhile: it has already dropped what it had to
-        self._known = {r.api_key_hash: PartnerKey(r.id, r.name, list(r.scopes)) for r in rows}
+        self._known = {r.api_key_hash: r.key() for r in rows}
 
     async def _listen(self) -> None:
         try:

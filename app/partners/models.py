@@ -19,6 +19,8 @@ class Partner(SQLModel, table=True):
     name: str = Field(sa_type=String(120))
     scopes: list[str] = Field(sa_type=ARRAY(String(32)))
     webhook_url: str | None = Field(default=None, sa_type=String(2048))
+    # the activity kinds this partner may report; None: every kind whose sources trust partners
+    kinds: list[str] | None = Field(default=None, sa_type=ARRAY(String(64)), nullable=True)
     # SHA-256 of the API key; the key is shown once and never stored
     api_key_hash: str = Field(sa_type=String(64), unique=True)
     api_key_prefix: str = Field(sa_type=String(16))

@@ -26,6 +26,10 @@ class PartnersRepository:
         stmt = select(Partner).order_by(col(Partner.created_at), col(Partner.id))
         return list((await self.session.execute(stmt)).scalars())
 
+    async def get(self, partner_id: uuid.UUID) -> Partner | None:
+        stmt = select(Partner).where(col(Partner.id) == partner_id)
+        return (await self.session.execute(stmt)).scalars().first()
+
     async def by_key_hash(self, key_hash: str) -> Partner | None:
         stmt = select(Partner).where(
             col(Partner.api_key_hash) == key_hash,

@@ -59,12 +59,37 @@ def is_private_host(host: str) -> bool:
         return False  # a DNS name: checked again when delivering, against what it resolves to
 
 
+PartnerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
+Scopes = Annotated[list[Scope], Field(min_length=1, max_length=8)]
+KindName = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Kinds = Annotated[
+    list[KindName],
+    Field(
+        max_length=256,
+        description="activity kinds this partner may report (each must trust partners in the "
+        'rules); absent or null: every kind whose rules sources include "partner"',
+    ),
+]
+
+
 class PartnerCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=120)]
-    scopes: Annotated[list[Scope], Field(min_length=1, max_length=8)]
+    name: PartnerName
+    scopes: Scopes
     webhook_url: WebhookURL | None = None
+    kinds: Kinds | None = None
+
+
+class PartnerUpdate(BaseModel):
+    """What ``PATCH`` changes: only the fields sent (``kinds: null`` → every partner kind)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: PartnerName | None = None
+    scopes: Scopes | None = None
+    webhook_url: WebhookURL | None = None
+    kinds: Kinds | None = None
 
 
 class PartnerPublic(BaseModel):
@@ -72,6 +97,9 @@ class PartnerPublic(BaseModel):
     name: str
     scopes: list[str]
     webhook_url: str | None
+    kinds: list[str] | None = Field(
+        description="activity kinds it may report; null: every kind whose sources trust partners"
+    )
     api_key_prefix: str = Field(description="first characters of the key, to tell keys apart")
     created_at: datetime
 
@@ -93,3 +121,4 @@ class PartnerSelf(BaseModel):
     id: uuid.UUID
     name: str
     scopes: list[str]
+    kinds: list[str] | None = None

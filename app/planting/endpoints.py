@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.responses import Response
 
 from app.accounts.dependencies import CurrentPrincipal, CurrentUser
@@ -16,6 +16,7 @@ from app.core.deps import ClockDep, RegistryDep, SettingsDep
 from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor
+from app.core.ratelimit import limit_by_address
 from app.core.sql import PgDep
 from app.partners.dependencies import partner_with_scope
 from app.partners.models import Partner
@@ -144,12 +145,19 @@ async def get_certificate(planting_id: str, user: CurrentUser, session: SessionD
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
-@router.get("/v1/stats", response_model=Stats)
-async def get_stats(session: SessionDep, response: Response) -> Stats:
+@router.get("/v1/stats", response_model=Stats, dependencies=[Depends(limit_by_address("stats"))])
+async def get_stats(
+    request: Request, session: SessionDep, response: Response, clock: ClockDep
+) -> Stats:
     """Public: users, energy minted, CO2e avoided, plantings by status, trees verified, and
-    what each partner planted."""
+    what each partner planted. Computed at most every 10 s per process and rate-limited per
+    address (the rules' ``limits.stats``)."""
     response.headers["Cache-Control"] = f"public, max-age={transparency.CACHE_SECONDS}"
-    return await transparency.stats(session)
+    cache = getattr(request.app.state, "stats_cache", None)
+    if cache is None:
+        cache = request.app.state.stats_cache = transparency.StatsCache()
+    stats: Stats = await cache.get(session, clock.now())
+    return stats
 
 
 # --- NGO partners ----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.admin import audit
 from app.core.errors import NotFound, ValidationFailed
 from app.core.pagination import split_page
 from app.game.feed.service import PLANTING_UPDATE, NewItem, add_items
@@ -434,6 +435,13 @@ async def verify(
         moved = await repo.move_plantings(order_id, ["planted"], "verified", now)
         await add_items(session, _feed(moved, "verified", row, now, {"auditor": auditor}))
         await _notify_partner(repo, order_id, "order.verified", now)
+        await audit.record(
+            session,
+            action="order.verified",
+            target=f"order:{order_id}",
+            summary=f"{len(moved)} plantings verified by {auditor!r}",
+            at=now,
+        )
     elif row["status"] != "verified":
         raise OrderNotPlanted(f"This order is {row['status']}")
     fresh = await repo.order(order_id)
@@ -460,6 +468,13 @@ async def cancel(
             session, _feed(refunded, "cancelled", row, now, {"reason": reason}, amount=True)
         )
         await _notify_partner(repo, order_id, "order.cancelled", now)
+        await audit.record(
+            session,
+            action="order.cancelled",
+            target=f"order:{order_id}",
+            summary=f"{len(refunded)} plantings cancelled and refunded; reason: {reason!r}",
+            at=now,
+        )
     elif row["status"] != "cancelled":
         raise OrderNotCancellable(f"This order is already {row['status']}")
     fresh = await repo.order(order_id)

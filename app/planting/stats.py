@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from datetime import datetime, timedelta
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.planting.repository import PlantingRepository
@@ -9,6 +12,36 @@ from app.planting.schemas import PartnerStats, PlantingCounts, Stats
 
 # public and the same for everyone: proxies and CDNs may keep it this long
 CACHE_SECONDS = 60
+# and each process computes it at most this often, however many ask (the aggregates read
+# whole tables: an unlimited public endpoint over them would be a cheap denial of service)
+FRESH_FOR = timedelta(seconds=10)
+
+
+class StatsCache:
+    """The last computed :class:`Stats` of this process, kept for :data:`FRESH_FOR`; callers
+    that find it stale at the same moment wait for one computation, not one each."""
+
+    def __init__(self, fresh_for: timedelta = FRESH_FOR) -> None:
+        self._fresh_for = fresh_for
+        self._value: Stats | None = None
+        self._at: datetime | None = None
+        self._lock = asyncio.Lock()
+
+    def _fresh(self, now: datetime) -> Stats | None:
+        if self._at is not None and self._at <= now < self._at + self._fresh_for:
+            return self._value
+        return None
+
+    async def get(self, session: AsyncSession, now: datetime) -> Stats:
+        found = self._fresh(now)
+        if found is not None:
+            return found
+        async with self._lock:
+            found = self._fresh(now)
+            if found is None:
+                found = await stats(session)
+                self._value, self._at = found, now
+            return found
 
 
 async def stats(session: AsyncSession) -> Stats:

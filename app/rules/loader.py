@@ -152,8 +152,20 @@ def _check(text: str) -> tuple[Rules | None, list[RuleIssue]]:
         # The cross-key energy checks come from _energy_issues, one issue per key.
         issues = [_issue(e) for e in exc.errors() if e["type"] != ENERGY_SPEC_ERROR]
     issues += _energy_issues(data)
+    if rules is not None:
+        issues += _bound_issues(rules)
     unique = {(i.loc, i.msg): i for i in issues}
     return rules, sorted(unique.values(), key=lambda i: i.loc)
+
+
+def _bound_issues(rules: Rules) -> list[RuleIssue]:
+    """Every kind an app may report needs a bound on one user's energy per local day, in each
+    region (an app chooses what it reports; a partner is trusted and limited to its kinds)."""
+    return [
+        RuleIssue(loc=format_loc(("activities", name, *key.split("."))), msg=msg)
+        for name, kind in rules.activities.items()
+        for key, msg in kind.daily_bound_problems()
+    ]
 
 
 def _energy_issues(data: dict[str, Any]) -> list[RuleIssue]:

@@ -210,6 +210,7 @@ with warnings.catch_warnings():
         collect: RateLimit = "120/minute"
         friend_requests: RateLimit = "30/minute"
         activities: RateLimit = "600/minute"
+        stats: RateLimit = "60/minute"  # per client address, the public /v1/stats
 
         def item(self, name: str) -> limits.RateLimitItem:
             """The named limit as a ``limits`` item, e.g. ``rules.limits.item("login")``."""
@@ -257,6 +258,8 @@ class EnergyFactor:
     method: str
     source: str
     region: str | None = None  # the region whose override applied; None: the kind's defaults
+    # the most units one user's events of the day may count (their total, not each event's)
+    max_units_per_day: float | None = None
 
     def energy_g(self, quantity: float | None = None) -> int:
         """Whole grams for one event: the per-event amount, or floor(per-unit * quantity).
@@ -279,6 +282,8 @@ class RegionOverride(_Table):
     unit: Text | None = None
     energy_per_unit_g: float | None = Field(default=None, gt=0, allow_inf_nan=False)
     energy_per_event_g: Grams | None = None
+    # the day's unit bound where the region counts in another unit than its kind
+    max_units_per_day: float | None = Field(default=None, ge=0, allow_inf_nan=False)
     method: str | None = None
     source: str | None = None
 
@@ -320,7 +325,12 @@ class ActivityRules(_Table):
         override = self.regions.get(region) if region else None
         if override is None:
             return EnergyFactor(
-                self.energy_per_event_g, self.unit, self.energy_per_unit_g, self.method, self.source
+                self.energy_per_event_g,
+                self.unit,
+                self.energy_per_unit_g,
+                self.method,
+                self.source,
+                max_units_per_day=self.max_units_per_day if self.unit else None,
             )
         if override.energy_per_event_g is not None:
             per_event, unit, per_unit = override.energy_per_event_g, None, None
@@ -330,6 +340,10 @@ class ActivityRules(_Table):
             per_unit = override.energy_per_unit_g
         else:
             per_event, unit, per_unit = self.energy_per_event_g, self.unit, self.energy_per_unit_g
+        # the kind's bound counts the kind's unit; a region counting another states its own
+        max_units = override.max_units_per_day
+        if max_units is None and unit is not None and unit == self.unit:
+            max_units = self.max_units_per_day
         return EnergyFactor(
             energy_per_event_g=per_event,
             unit=unit,
@@ -337,7 +351,49 @@ class ActivityRules(_Table):
             method=self.method if override.method is None else override.method,
             source=self.source if override.source is None else override.source,
             region=region,
+            max_units_per_day=max_units if unit is not None else None,
         )
+
+    def daily_bound_problem(self, region: str | None = None) -> tuple[str, str] | None:
+        """Why one user's energy of this kind in one local day (where ``region`` applies) has
+        no bound, as ``(key, message)``; None when it has one. A bound is ``daily_cap_g``; for
+        a per-event factor ``daily_cap_count`` or ``monthly_cap_count``; for a per-unit factor
+        ``max_units_per_day`` (the day's total units)."""
+        if self.daily_cap_g is not None:
+            return None
+        factor = self.for_region(region)
+        if factor.energy_per_event_g is not None:
+            if self.daily_cap_count is None and self.monthly_cap_count is None:
+                return (
+                    "daily_cap_count",
+                    "apps may report this kind, so its daily energy needs a bound: set "
+                    "daily_cap_g, daily_cap_count or monthly_cap_count",
+                )
+            return None
+        if factor.max_units_per_day is None:
+            return (
+                "max_units_per_day",
+                f"apps may report this kind, so its daily energy needs a bound: set "
+                f"max_units_per_day (the day's total {factor.unit}) or daily_cap_g",
+            )
+        return None
+
+    def daily_bound_problems(self) -> list[tuple[str, str]]:
+        """:meth:`daily_bound_problem` for the kind and each region override, keyed by path
+        within the kind (``max_units_per_day``, ``regions.shenzhen.max_units_per_day``)."""
+        if "client" not in self.sources:
+            return []
+        problems = []
+        base = self.daily_bound_problem()
+        if base is not None:
+            problems.append(base)
+        for name in self.regions:
+            found = self.daily_bound_problem(name)
+            if found is not None and found != base:
+                # a per-event region of a per-unit kind is bounded by the kind's count caps
+                key = "energy_per_event_g" if found[0] == "daily_cap_count" else found[0]
+                problems.append((f"regions.{name}.{key}", found[1]))
+        return problems
 
 
 # --- the file ---------------------------------------------------------------------------------

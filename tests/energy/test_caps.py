@@ -685,13 +685,15 @@ class TestRegionalFactors:
         assert outcome(await report(client, alice, "metro", now, "10")) == ("capped", 0)
         assert await minted(app, alice) == (5, 5 * 468)
 
-    async def test_a_region_set_later_applies_to_later_events(
+    async def test_a_region_set_later_applies_from_the_next_local_day(
         self, client: httpx.AsyncClient, clock: FrozenClock
     ) -> None:
         alice = await register(client, "alice")
         assert outcome(await report(client, alice, "bus", clock.now(), "10")) == ("minted", 80)
         patched = await client.patch("/v1/me", json={"region": "shenzhen"}, headers=alice.headers)
         assert patched.status_code == 200, patched.text
+        assert outcome(await report(client, alice, "bus", clock.now(), "10")) == ("minted", 80)
+        clock.set(clock.now() + timedelta(days=1))
         assert outcome(await report(client, alice, "bus", clock.now(), "10")) == ("minted", 269)
 
 

@@ -41,12 +41,18 @@ def _section(toml: str, table: str, old: str, new: str) -> str:
 
 
 async def publish_tighter_caps(app: FastAPI, effective_from: datetime) -> None:
-    """Version 2 from ``effective_from``: metro 3 a day, walking 200 g a day, bus uncapped,
-    hospital bookings 2 a month."""
+    """Version 2 from ``effective_from``: metro 3 a day, walking 200 g a day, bus uncapped (and
+    so reported by partners only), cycling 20 km a day, hospital bookings 2 a month."""
     toml = load_rules(None).text
     toml = _section(toml, "activities.metro", "daily_cap_count = 5", "daily_cap_count = 3")
     toml = _section(toml, "activities.walking", "daily_cap_g = 296", "daily_cap_g = 200")
-    toml = _section(toml, "activities.bus", "daily_cap_count = 5\n", "")
+    toml = _section(
+        toml,
+        "activities.bus",
+        'daily_cap_count = 5\nsources = ["partner", "client"]',
+        'sources = ["partner"]',
+    )
+    toml = _section(toml, "activities.cycling", "max_units_per_day = 200", "max_units_per_day = 20")
     toml = _section(
         toml, "activities.hospital_booking", "monthly_cap_count = 5", "monthly_cap_count = 2"
     )
@@ -110,7 +116,7 @@ def random_event(rng: random.Random, kind: str, now: datetime) -> Incoming:
     if kind == "walking":
         quantity = Decimal(rng.choice([40, 3_000, 9_000, 12_000, 17_940]))
     elif kind == "cycling":
-        quantity = Decimal(rng.choice(["1.5", "7"]))
+        quantity = Decimal(rng.choice(["1.5", "7", "12.25"]))
     return Incoming(uuid.uuid4().hex[:12], kind, when.replace(microsecond=0), quantity)
 
 
@@ -127,12 +133,14 @@ def body(event: Incoming, user: Player | None = None) -> dict[str, Any]:
     return out
 
 
-async def db_counters(app: FastAPI) -> dict[CapKey, tuple[int, int]]:
+async def db_counters(app: FastAPI) -> dict[CapKey, tuple[int, int, Decimal]]:
     async with app.state.engine.connect() as conn:
         rows = await conn.execute(
-            text("SELECT user_id, kind, period, period_start, count, grams FROM cap_counters")
+            text(
+                "SELECT user_id, kind, period, period_start, count, grams, units FROM cap_counters"
+            )
         )
-        return {(r[0], r[1], r[2], r[3]): (r[4], r[5]) for r in rows if r[4] or r[5]}
+        return {(r[0], r[1], r[2], r[3]): (r[4], r[5], r[6]) for r in rows if r[4] or r[5]}
 
 
 class TestCapsWalkIsApplyCaps:
@@ -198,7 +206,7 @@ class TestCapsWalkIsApplyCaps:
             assert got == expected, [e for _, e in events]
             sent[origin].extend((p if origin == "partner" else owner, e) for p, e in events)
         assert await db_counters(app) == {
-            k: (c.count, c.grams) for k, c in model.counters.items() if c.count or c.grams
+            k: (c.count, c.grams, c.units) for k, c in model.counters.items() if c.count or c.grams
         }
         statuses = {s for s, _, _ in model.recorded.values()}
         assert statuses == {"minted", "capped"}  # the walk had caps to apply

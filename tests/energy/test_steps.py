@@ -649,3 +649,33 @@ class TestStepsUnderAMovedClock:
         alice = await register(client, "alice", timezone="Asia/Shanghai")
         body = await put_steps(client, alice, "2099-01-01", 1_000)
         assert body["status"] == "recording"
+
+
+class TestRipeningIgnoresRipenAfter:
+    @pytest.mark.parametrize("ripen_after", ["1h", "30h", "3d"])
+    async def test_a_walking_ball_ripens_at_seven_the_day_after_its_steps(
+        self, client: httpx.AsyncClient, app: FastAPI, clock: FrozenClock, ripen_after: str
+    ) -> None:
+        from app.rules.loader import LoadedRules, load_rules, parse_rules_text, rules_sha256
+        from app.rules.registry import load_registry, publish
+
+        text_ = load_rules(None).text.replace(
+            'ripen_at_local = "07:00"', f'ripen_at_local = "07:00"\nripen_after = "{ripen_after}"'
+        )
+        loaded = LoadedRules(parse_rules_text(text_), text_, rules_sha256(text_))
+        since = clock.now() - timedelta(days=5)
+        async with app.state.sessionmaker() as session, session.begin():
+            await publish(session, loaded, effective_from=since, now=since)
+            app.state.rules_registry.replace((await load_registry(session)).versions)
+        alice = await register(client, "alice", timezone="Asia/Shanghai")
+        # Nov 28's steps, reported on Nov 29 at 12:00 local: ripe at 07:00 on Nov 29
+        await put_steps(client, alice, "2026-11-28", 10_000)
+        # Nov 29's steps, the day still open, closed by a forest read after midnight
+        await put_steps(client, alice, "2026-11-29", 10_000)
+        clock.set(datetime(2026, 11, 30, 0, 5, tzinfo=SHANGHAI))
+        await forest(client, alice)
+        balls = await walking_balls(app, alice)
+        assert [r for _, r, _ in balls] == [
+            datetime(2026, 11, 29, 7, 0, tzinfo=SHANGHAI),
+            datetime(2026, 11, 30, 7, 0, tzinfo=SHANGHAI),
+        ]

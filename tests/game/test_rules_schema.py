@@ -26,7 +26,7 @@ MINIMAL = 'version = "test"\n'
 METRO = """
 [activities.metro]
 energy_per_event_g = 52
-sources = ["partner", "client"]
+sources = ["partner"]
 """
 
 
@@ -353,7 +353,7 @@ class TestSemanticChecks:
 
     def test_region_override_may_replace_per_event_with_per_km(self) -> None:
         text = MINIMAL + METRO + "[activities.metro.regions.sz]\nunit = 'km'\n"
-        text += "energy_per_unit_g = 46.8\nmethod = 'per km'\n"
+        text += "energy_per_unit_g = 46.8\nmax_units_per_day = 90\nmethod = 'per km'\n"
         metro = parse_rules_text(text).activity("metro")
         factor = metro.for_region("sz")
         assert (factor.energy_per_event_g, factor.unit, factor.energy_per_unit_g) == (

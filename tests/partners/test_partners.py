@@ -98,7 +98,12 @@ class TestPartners:
         created = await create_partner(client, admin_headers)
         me = await client.get("/partner/v1/me", headers=bearer(created["api_key"]))
         assert me.status_code == 200
-        assert me.json() == {"id": created["id"], "name": "Metro Co", "scopes": ["activities"]}
+        assert me.json() == {
+            "id": created["id"],
+            "name": "Metro Co",
+            "scopes": ["activities"],
+            "kinds": None,
+        }
 
     async def test_bad_partner_keys_are_401(self, client: httpx.AsyncClient) -> None:
         from tests.helpers import register

@@ -392,6 +392,10 @@ class TestVerify:
         assert [i["data"]["status"] for i in await feed(app, alice)] == ["planted", "verified"]
         again = await client.post(url, json=body, headers=admin_headers)
         assert again.status_code == 200 and len(await feed(app, alice)) == 2
+        audit = (await client.get("/admin/v1/audit", headers=admin_headers)).json()["entries"]
+        verified_entries = [e for e in audit if e["action"] == "order.verified"]
+        assert [e["target"] for e in verified_entries] == [f"order:{order['id']}"]  # once
+        assert "Green Audit Ltd" in verified_entries[0]["summary"]
         types = await scalar(
             app, "SELECT string_agg(type, ',' ORDER BY seq) FROM webhook_deliveries"
         )
@@ -450,6 +454,12 @@ class TestCancel:
         assert response.status_code == 200, response.text
         assert response.json()["status"] == "cancelled"
         assert response.json()["cancel_reason"] == "flooded site"
+        audit = (await client.get("/admin/v1/audit", headers=admin_headers)).json()["entries"]
+        assert (audit[0]["action"], audit[0]["target"]) == (
+            "order.cancelled",
+            f"order:{order['id']}",
+        )
+        assert "flooded site" in audit[0]["summary"]
         assert await statuses(app) == ["cancelled"] * 3
         for player, balance in ((alice, 1_000), (bob, 300)):
             me = (await client.get("/v1/me", headers=player.headers)).json()

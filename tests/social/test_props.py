@@ -74,6 +74,11 @@ class TestGrant:
         held = await inventory(client, alice)
         assert held["shield"]["count"] == 5 and held["double_collect"]["count"] == 0
         assert (await inventory(client, bob))["shield"]["count"] == 0
+        audit = (await client.get("/admin/v1/audit", headers=admin_headers)).json()["entries"]
+        assert [(e["action"], e["target"], e["summary"]) for e in audit] == [
+            ("props.granted", f"user:{alice.id}", "3 x shield (now holds 5)"),
+            ("props.granted", f"user:{alice.id}", "2 x shield (now holds 2)"),
+        ]
 
     async def test_unknown_type_is_422(
         self, client: httpx.AsyncClient, admin_headers: dict[str, str]

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from app.accounts.dependencies import CurrentUser
+from app.admin import audit
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, RulesDep
@@ -69,7 +70,10 @@ async def buy_prop(
 
 
 @admin_router.post("/grant", response_model=PropGranted)
-async def grant(payload: PropGrantIn, session: SessionDep, rules: RulesDep) -> PropGranted:
+async def grant(
+    payload: PropGrantIn, session: SessionDep, rules: RulesDep, clock: ClockDep
+) -> PropGranted:
+    """Give a user cards (audit-logged)."""
     if payload.type not in rules.rules.props:
         raise ValidationFailed(
             [{"loc": ["body", "type"], "msg": f"unknown prop type {payload.type!r}"}]
@@ -77,4 +81,11 @@ async def grant(payload: PropGrantIn, session: SessionDep, rules: RulesDep) -> P
     if not await FriendsRepository(session).live_user(payload.user_id):
         raise NotFound("No such user")
     count = await service.add(session, payload.user_id, payload.type, payload.count)
+    await audit.record(
+        session,
+        action="props.granted",
+        target=f"user:{payload.user_id}",
+        summary=f"{payload.count} x {payload.type} (now holds {count})",
+        at=clock.now(),
+    )
     return PropGranted(user_id=payload.user_id, type=payload.type, count=count)

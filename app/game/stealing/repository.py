@@ -250,7 +250,9 @@ def _take(which: str, requested: str) -> Statement[TakeRow]:
             balance_after=running_balance("c.balance_g", "t.grams", "moves.running"),
         ),
         reason="'steal'",
-        ref="moves.ref",
+        # the ball, not its cause: the owner's ball ref names the partner and its event id,
+        # which the collector must never learn (friends see only the game)
+        ref="'ball:' || moves.id",
         rules_version="moves.rules_version",
         joins="CROSS JOIN collector c CROSS JOIN total t",
     )
@@ -289,7 +291,7 @@ def _take(which: str, requested: str) -> Statement[TakeRow]:
             UPDATE energy_balls b
             SET remaining_g = b.remaining_g - m.amount_g, stolen_g = b.stolen_g + m.amount_g
             FROM marked m WHERE b.id = m.ball_id
-            RETURNING b.id, m.amount_g AS grams, b.ref, b.rules_version
+            RETURNING b.id, m.amount_g AS grams, b.rules_version
         ), total AS (
             SELECT coalesce(sum(grams), 0)::bigint AS grams FROM taken
         ), told AS (
