@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from starlette.responses import Response
 
 from app.admin import audit
 from app.admin.dependencies import AdminDep
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, KeysDep, RegistryDep, SettingsDep
+from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.dependencies import PartnerDep
@@ -34,22 +36,29 @@ async def create_partner(
     settings: SettingsDep,
     clock: ClockDep,
     registry: RegistryDep,
-) -> PartnerCreated:
-    """Create a partner. The API key and webhook secret are shown in this answer only.
+    idem: IdempotencyDep,
+) -> Response:
+    """Create a partner. The API key and webhook secret are shown in this answer only (and in
+    a replay of it with the same ``Idempotency-Key``, kept encrypted for that window).
     ``kinds`` limits the activity kinds it may report (absent: every kind trusting partners)."""
     now = clock.now()
-    created = await service.create_partner(
-        session, keys, settings, payload, now, registry.at(now).rules
-    )
-    kinds = ", ".join(created.kinds) if created.kinds is not None else "every partner kind"
-    await audit.record(
-        session,
-        action="partner.created",
-        target=f"partner:{created.id}",
-        summary=f"{created.name!r} with scopes {', '.join(sorted(created.scopes))}; kinds: {kinds}",
-        at=now,
-    )
-    return created
+
+    async def produce() -> PartnerCreated:
+        created = await service.create_partner(
+            session, keys, settings, payload, now, registry.at(now).rules
+        )
+        kinds = ", ".join(created.kinds) if created.kinds is not None else "every partner kind"
+        await audit.record(
+            session,
+            action="partner.created",
+            target=f"partner:{created.id}",
+            summary=f"{created.name!r} with scopes {', '.join(sorted(created.scopes))}; "
+            f"kinds: {kinds}",
+            at=now,
+        )
+        return created
+
+    return await idem.run(owner="admin", status_code=201, produce=produce)
 
 
 @admin_router.patch("/{partner_id}", response_model=PartnerPublic)
@@ -92,18 +101,26 @@ async def list_partners(session: SessionDep) -> PartnerList:
 
 
 @admin_router.post("/{partner_id}/rotate-key", response_model=PartnerKeyRotated)
-async def rotate_key(partner_id: str, session: SessionDep, clock: ClockDep) -> PartnerKeyRotated:
-    """Issue a new API key; the old one stops working at once."""
-    rotated = await service.rotate_key(session, parse_id(partner_id, "partner"), clock.now())
-    forget_partner(rotated.id)  # here at once; other processes hear it when this commits
-    await audit.record(
-        session,
-        action="partner.key_rotated",
-        target=f"partner:{partner_id}",
-        summary="new API key issued; the old one stopped working",
-        at=clock.now(),
-    )
-    return rotated
+async def rotate_key(
+    partner_id: str, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+) -> Response:
+    """Issue a new API key; the old one stops working at once. A retry with the same
+    ``Idempotency-Key`` answers the same new key instead of rotating again."""
+    partner = parse_id(partner_id, "partner")
+
+    async def produce() -> PartnerKeyRotated:
+        rotated = await service.rotate_key(session, partner, clock.now())
+        forget_partner(rotated.id)  # here at once; other processes hear it when this commits
+        await audit.record(
+            session,
+            action="partner.key_rotated",
+            target=f"partner:{partner_id}",
+            summary="new API key issued; the old one stopped working",
+            at=clock.now(),
+        )
+        return rotated
+
+    return await idem.run(owner="admin", status_code=200, produce=produce)
 
 
 @partner_router.get("/me", response_model=PartnerSelf)

@@ -277,12 +277,15 @@ async def admin_get_order(order_id: str, session: SessionDep) -> OrderAdminOut:
 
 @admin_router.post("/orders/{order_id}/verify", response_model=OrderAdminOut)
 async def verify_order(
-    order_id: str, payload: VerifyIn, session: SessionDep, clock: ClockDep
-) -> OrderAdminOut:
+    order_id: str, payload: VerifyIn, session: SessionDep, clock: ClockDep, idem: IdempotencyDep
+) -> Response:
     """An auditor confirms the planting: the order and its plantings become ``verified``."""
-    return await orders.verify(
-        session, parse_id(order_id, "order"), payload.auditor, payload.note, clock.now()
-    )
+    order = parse_id(order_id, "order")
+
+    async def produce() -> OrderAdminOut:
+        return await orders.verify(session, order, payload.auditor, payload.note, clock.now())
+
+    return await idem.run(owner="admin", status_code=200, produce=produce)
 
 
 @admin_router.post("/orders/{order_id}/cancel", response_model=OrderAdminOut)

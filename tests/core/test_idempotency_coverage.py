@@ -22,11 +22,6 @@ EXEMPT = {
     "/admin/v1/rules/validate": "reads only",
     "/admin/v1/orders/batch": "cuts what is reserved now; a repeat finds nothing left",
     "/admin/v1/webhook-deliveries/{delivery_id}/retry": "only a failed delivery is retried",
-    # pending the integrity work on these handlers (audit and kinds)
-    "/admin/v1/partners": "pending",
-    "/admin/v1/partners/{partner_id}/rotate-key": "pending",
-    "/admin/v1/props/grant": "pending",
-    "/admin/v1/orders/{order_id}/verify": "pending",
 }
 
 
@@ -52,6 +47,38 @@ class TestCoverage:
 
 
 class TestReplays:
+    async def test_a_partner_is_created_once_and_a_key_rotated_once(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        headers = {**admin_headers, "Idempotency-Key": "ngo-1"}
+        body = {"name": "Desert NGO", "scopes": ["orders"]}
+        first = await client.post("/admin/v1/partners", json=body, headers=headers)
+        again = await client.post("/admin/v1/partners", json=body, headers=headers)
+        assert first.status_code == again.status_code == 201
+        assert again.json() == first.json()
+        listed = (await client.get("/admin/v1/partners", headers=admin_headers)).json()
+        assert len(listed["partners"]) == 1
+        rotate = {**admin_headers, "Idempotency-Key": "rotate-1"}
+        path = f"/admin/v1/partners/{first.json()['id']}/rotate-key"
+        one = await client.post(path, headers=rotate)
+        two = await client.post(path, headers=rotate)
+        assert one.json()["api_key"] == two.json()["api_key"]
+        me = await client.get(
+            "/partner/v1/me", headers={"Authorization": f"Bearer {one.json()['api_key']}"}
+        )
+        assert me.status_code == 200  # the key answered twice is the one in force
+
+    async def test_granting_with_one_key_grants_once(
+        self, client: httpx.AsyncClient, admin_headers: dict[str, str]
+    ) -> None:
+        alice = await register(client, "alice")
+        headers = {**admin_headers, "Idempotency-Key": "grant-1"}
+        body = {"user_id": alice.id, "type": "shield", "count": 2}
+        for _ in range(2):
+            response = await client.post("/admin/v1/props/grant", json=body, headers=headers)
+            assert response.status_code == 200
+        assert (await inventory(client, alice))["shield"]["count"] == 2
+
     async def test_using_a_card_twice_with_one_key_spends_one(
         self, client: httpx.AsyncClient, admin_headers: dict[str, str]
     ) -> None:

@@ -71,21 +71,30 @@ async def buy_prop(
 
 @admin_router.post("/grant", response_model=PropGranted)
 async def grant(
-    payload: PropGrantIn, session: SessionDep, rules: RulesDep, clock: ClockDep
-) -> PropGranted:
-    """Give a user cards (audit-logged)."""
+    payload: PropGrantIn,
+    session: SessionDep,
+    rules: RulesDep,
+    clock: ClockDep,
+    idem: IdempotencyDep,
+) -> Response:
+    """Give a user cards (audit-logged); a retry with the same ``Idempotency-Key`` gives none
+    twice."""
     if payload.type not in rules.rules.props:
         raise ValidationFailed(
             [{"loc": ["body", "type"], "msg": f"unknown prop type {payload.type!r}"}]
         )
-    if not await FriendsRepository(session).live_user(payload.user_id):
-        raise NotFound("No such user")
-    count = await service.add(session, payload.user_id, payload.type, payload.count)
-    await audit.record(
-        session,
-        action="props.granted",
-        target=f"user:{payload.user_id}",
-        summary=f"{payload.count} x {payload.type} (now holds {count})",
-        at=clock.now(),
-    )
-    return PropGranted(user_id=payload.user_id, type=payload.type, count=count)
+
+    async def produce() -> PropGranted:
+        if not await FriendsRepository(session).live_user(payload.user_id):
+            raise NotFound("No such user")
+        count = await service.add(session, payload.user_id, payload.type, payload.count)
+        await audit.record(
+            session,
+            action="props.granted",
+            target=f"user:{payload.user_id}",
+            summary=f"{payload.count} x {payload.type} (now holds {count})",
+            at=clock.now(),
+        )
+        return PropGranted(user_id=payload.user_id, type=payload.type, count=count)
+
+    return await idem.run(owner="admin", status_code=200, produce=produce)
