@@ -78,18 +78,11 @@ async def update_partner(
     )
     forget_partner(updated.id)  # here at once; other processes hear it when this commits
     if changed:
-        kinds = ", ".join(updated.kinds) if updated.kinds is not None else "every partner kind"
-        summary = {
-            "name": f"name {updated.name!r}",
-            "scopes": f"scopes {', '.join(updated.scopes)}",
-            "kinds": f"kinds: {kinds}",
-            "webhook_url": "webhook URL changed",
-        }
         await audit.record(
             session,
             action="partner.updated",
             target=f"partner:{updated.id}",
-            summary="; ".join(summary[field] for field in changed),
+            summary=service.describe_update(updated, changed),
             at=now,
         )
     return updated

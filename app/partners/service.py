@@ -157,3 +157,15 @@ async def update_partner(
 
 async def list_partners(session: AsyncSession) -> list[PartnerPublic]:
     return [partner_public(p) for p in await PartnersRepository(session).list()]
+
+
+def describe_update(updated: PartnerPublic, changed: list[str]) -> str:
+    """The audit summary of a partner update: what changed, never a secret."""
+    kinds = ", ".join(updated.kinds) if updated.kinds is not None else "every partner kind"
+    summary = {
+        "name": f"name {updated.name!r}",
+        "scopes": f"scopes {', '.join(updated.scopes)}",
+        "kinds": f"kinds: {kinds}",
+        "webhook_url": "webhook URL changed",
+    }
+    return "; ".join(summary[field] for field in changed)

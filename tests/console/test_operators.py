@@ -164,6 +164,58 @@ class TestPartners:
         assert len(partners) == 1
         assert ("partner.created", "console:Ana") in await audit_actions(app)
 
+    async def test_change_kinds_and_webhook_url_takes_effect_and_is_audited(
+        self,
+        operator: Console,
+        api: httpx.AsyncClient,
+        admin_headers: dict[str, str],
+        app: FastAPI,
+    ) -> None:
+        created = await api.post(
+            "/admin/v1/partners",
+            json={"name": "Metro Line 9", "scopes": ["activities"]},
+            headers=admin_headers,
+        )
+        partner = created.json()
+        await operator.get("/console/partners")
+        form = await operator.get(f"/console/partners/{partner['id']}/edit")
+        assert form.status_code == 200 and "Metro Line 9" in form.text
+        saved = await operator.post(
+            f"/console/partners/{partner['id']}/edit",
+            {
+                "name": "Metro Line 9",
+                "scopes": "activities",
+                "kinds": "metro",
+                "webhook_url": "https://metro.example/hooks",
+            },
+        )
+        assert saved.status_code == 303, saved.text
+        listed = (await api.get("/admin/v1/partners", headers=admin_headers)).json()["partners"]
+        assert listed[0]["kinds"] == ["metro"]
+        assert listed[0]["webhook_url"] == "https://metro.example/hooks"
+        assert ("partner.updated", "console:Ana") in await audit_actions(app)
+        # the partner's key now reports metro only
+        rider = await api.post(
+            "/v1/auth/register", json={"handle": "rider", "password": "correct horse battery"}
+        )
+        event = {
+            "id": "t1",
+            "user_id": rider.json()["user"]["id"],
+            "kind": "etc_toll",
+            "occurred_at": "2026-11-29T03:00:00Z",
+        }
+        rejected = await api.post(
+            "/partner/v1/activities", json=event, headers=bearer(partner["api_key"])
+        )
+        assert rejected.json()["reason"] == "untrusted_source", rejected.text
+        # and a bad value is shown next to its field, changing nothing
+        await operator.get(f"/console/partners/{partner['id']}/edit")
+        bad = await operator.post(
+            f"/console/partners/{partner['id']}/edit",
+            {"name": "Metro Line 9", "scopes": "activities", "webhook_url": "ftp://x.example"},
+        )
+        assert bad.status_code == 422 and 'id="webhook_url-error"' in bad.text
+
     async def test_api_errors_show_next_to_their_fields(self, operator: Console) -> None:
         await operator.get("/console/partners")
         page = await operator.post(

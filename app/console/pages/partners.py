@@ -1,4 +1,5 @@
-"""Operators' partner pages: the list, creating one (its secrets shown once), rotating its key."""
+"""Operators' partner pages: the list, creating one (its secrets shown once), changing its name,
+scopes, kinds and webhook URL, rotating its key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from starlette.responses import Response
 
 from app.admin import audit
 from app.console.forms import PostedForm, Problem, attempt, once_only, parse
-from app.console.rendering import page
+from app.console.rendering import page, redirect
 from app.console.routing import console_router
 from app.console.session import ConsoleSession, Operator
 from app.core.db import SessionDep
@@ -18,7 +19,7 @@ from app.core.errors import NotFound
 from app.core.ids import parse_id
 from app.partners import service
 from app.partners.keys import forget_partner
-from app.partners.schemas import PartnerCreate, Scope
+from app.partners.schemas import PartnerCreate, PartnerPublic, PartnerUpdate, Scope
 
 router = console_router()
 
@@ -37,6 +38,7 @@ async def _partners_page(
     status: int = 200,
     problem: Problem | None = None,
     values: dict[str, Any] | None = None,
+    notice: str | None = None,
 ) -> Response:
     kinds = sorted(registry.at(clock.now()).rules.activities) if KINDS_SUPPORTED else []
     return await page(
@@ -52,6 +54,7 @@ async def _partners_page(
         problem=problem,
         values=values or {"scopes": ["orders"]},
         fields=FIELDS,
+        notice=notice,
     )
 
 
@@ -62,8 +65,10 @@ async def partners(
     db: SessionDep,
     registry: RegistryDep,
     clock: ClockDep,
+    done: str | None = None,
 ) -> Response:
-    return await _partners_page(request, operator, db, registry, clock)
+    notice = "Partner updated." if done == "updated" else None
+    return await _partners_page(request, operator, db, registry, clock, notice=notice)
 
 
 @router.post("/console/partners")
@@ -89,10 +94,13 @@ async def create_partner(
         values["kinds"] = form.all("kinds") or None
     payload = parse(PartnerCreate, values)
     now = clock.now()
+    rules = registry.at(now).rules
     created = (
         payload
         if isinstance(payload, Problem)
-        else await attempt(db, lambda: service.create_partner(db, keys, settings, payload, now))
+        else await attempt(
+            db, lambda: service.create_partner(db, keys, settings, payload, now, rules)
+        )
     )
     if isinstance(created, Problem):
         shown = {**values, "webhook_url": values["webhook_url"] or ""}
@@ -175,3 +183,109 @@ async def rotate_key(
         webhook_secret=None,
         created=False,
     )
+
+
+async def _partner(db: SessionDep, partner_id: str) -> PartnerPublic:
+    wanted = parse_id(partner_id, "partner")
+    partner = next((p for p in await service.list_partners(db) if p.id == wanted), None)
+    if partner is None:
+        raise NotFound("No such partner")
+    return partner
+
+
+async def _edit_page(
+    request: Request,
+    operator: ConsoleSession,
+    registry: RegistryDep,
+    clock: ClockDep,
+    partner: PartnerPublic,
+    values: dict[str, Any],
+    *,
+    status: int = 200,
+    problem: Problem | None = None,
+) -> Response:
+    return await page(
+        request,
+        "partner_edit.html",
+        status=status,
+        session=operator,
+        title=f"Change {partner.name}",
+        partner=partner,
+        scopes=[s.value for s in Scope],
+        kinds=sorted(registry.at(clock.now()).rules.activities),
+        problem=problem,
+        values=values,
+        fields=FIELDS,
+    )
+
+
+@router.get("/console/partners/{partner_id}/edit")
+async def edit_partner(
+    request: Request,
+    operator: Operator,
+    db: SessionDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    partner_id: str,
+) -> Response:
+    partner = await _partner(db, partner_id)
+    values = {
+        "name": partner.name,
+        "scopes": list(partner.scopes),
+        "kinds": list(partner.kinds or []),
+        "webhook_url": partner.webhook_url or "",
+    }
+    return await _edit_page(request, operator, registry, clock, partner, values)
+
+
+@router.post("/console/partners/{partner_id}/edit")
+async def update_partner(
+    request: Request,
+    operator: Operator,
+    form: PostedForm,
+    db: SessionDep,
+    settings: SettingsDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    partner_id: str,
+) -> Response:
+    """``PATCH /admin/v1/partners/{id}`` from a form: every field is sent (no kinds ticked means
+    every kind whose rules trust partners; an empty webhook URL removes it)."""
+    partner = await _partner(db, partner_id)
+    values: dict[str, Any] = {
+        "name": form.text("name"),
+        "scopes": form.all("scopes"),
+        "kinds": form.all("kinds") or None,
+        "webhook_url": form.optional("webhook_url"),
+    }
+    payload = parse(PartnerUpdate, values)
+    now = clock.now()
+    rules = registry.at(now).rules
+    result = (
+        payload
+        if isinstance(payload, Problem)
+        else await attempt(
+            db, lambda: service.update_partner(db, settings, partner.id, payload, now, rules)
+        )
+    )
+    if isinstance(result, Problem):
+        shown = {
+            **values,
+            "kinds": values["kinds"] or [],
+            "webhook_url": values["webhook_url"] or "",
+        }
+        return await _edit_page(
+            request, operator, registry, clock, partner, shown, status=result.status, problem=result
+        )
+    updated, changed = result
+    forget_partner(updated.id)  # as the API does: here at once, other processes on commit
+    if changed:
+        await audit.record(
+            db,
+            action="partner.updated",
+            target=f"partner:{updated.id}",
+            summary=service.describe_update(updated, changed),
+            at=now,
+            actor=operator.actor,
+        )
+    return redirect("/console/partners?done=updated")
