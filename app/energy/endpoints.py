@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel
 from starlette.responses import Response
@@ -20,6 +19,7 @@ from app.core.deps import ClockDep, LimiterDep, RegistryDep
 from app.core.errors import NotFound, Unauthorized
 from app.core.idempotency import Idempotency, IdempotencyDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
+from app.core.responses import json_response
 from app.core.sql import Pg, PgDep
 from app.core.users import UserRef
 from app.energy import steps
@@ -89,19 +89,6 @@ def _single_status(row: ActivityRow) -> int:
 Work = Callable[[], Awaitable[tuple[int, dict[str, Any]]]]
 
 
-def _uuid(value: Any) -> str:
-    # asyncpg's UUID subclasses uuid.UUID, which orjson only serializes exactly
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def _json(body: dict[str, Any], status: int = 200) -> Response:
-    """A JSON response built straight from rows (times in UTC as ``...Z``, as pydantic does)."""
-    content = orjson.dumps(body, default=_uuid, option=orjson.OPT_UTC_Z)
-    return Response(content, status_code=status, media_type=JSON)
-
-
 async def _respond(idem: Idempotency, owner: str, model: type[BaseModel], work: Work) -> Response:
     """Answer ``work``'s (status, body) as JSON built straight from rows. With an
     ``Idempotency-Key`` the stored-reply machinery runs around it (a cold path: it wants a model,
@@ -109,7 +96,7 @@ async def _respond(idem: Idempotency, owner: str, model: type[BaseModel], work: 
     its own statement — a retry after a failed commit then finds the events as duplicates)."""
     if idem.key is None:
         status, body = await work()
-        return _json(body, status)
+        return json_response(body, status)
     statuses: list[int] = []
 
     async def produce() -> BaseModel:
@@ -265,7 +252,7 @@ async def put_steps(
         "status": "minted" if state.minted else "recording",
         "energy_g": state.energy_g,
     }
-    return _json(body)
+    return json_response(body)
 
 
 @router.get("/v1/energy/ledger", response_model=LedgerPage)
@@ -295,7 +282,7 @@ async def get_ledger(
         ],
         "next_cursor": next_cursor,
     }
-    return _json(body)
+    return json_response(body)
 
 
 @admin_router.get("/ledger/check")

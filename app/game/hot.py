@@ -10,11 +10,9 @@ own round trips.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, TypeVar
 
-import orjson
 from pydantic import BaseModel
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -22,6 +20,7 @@ from starlette.responses import Response
 
 from app.core.errors import Unauthorized
 from app.core.idempotency import Idempotency
+from app.core.responses import json_response
 from app.core.sql import Pg, Statement
 
 R = TypeVar("R")
@@ -50,22 +49,6 @@ def in_session(session: AsyncSession) -> Fetch:
         return [stmt.row(**row._mapping) for row in result]
 
     return fetch
-
-
-def _default(value: Any) -> Any:
-    # asyncpg hands back its own uuid.UUID subclass, which orjson does not take as a UUID
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serializable")
-
-
-def json_response(body: Body, status_code: int = 200) -> Response:
-    """The body as JSON (times as RFC 3339 UTC with ``Z``, like the pydantic models write)."""
-    return Response(
-        orjson.dumps(body, default=_default, option=orjson.OPT_UTC_Z),
-        status_code=status_code,
-        media_type="application/json",
-    )
 
 
 async def respond(

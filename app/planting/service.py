@@ -6,7 +6,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-import orjson
 from sqlalchemy import RowMapping
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,6 +13,7 @@ from app.core.errors import Conflict, NotFound, Unauthorized
 from app.core.idempotency import IdempotencyKeyReused
 from app.core.ids import parse_id
 from app.core.pagination import split_page
+from app.core.responses import dumps
 from app.core.sql import Pg
 from app.planting import repository
 from app.planting.catalog import check_redeemable
@@ -136,7 +136,7 @@ def _reply(r: Redemption, item_id: uuid.UUID, quantity: int, *, prior: bool) -> 
     the planting as its first reply did (first status, the balance after its burn)."""
     status = r.prior_status if prior else r.status
     created_at = r.prior_created_at if prior else r.created_at
-    return orjson.dumps(
+    return dumps(
         {
             "id": r.prior_id if prior else r.id,
             "item": {
@@ -158,8 +158,6 @@ def _reply(r: Redemption, item_id: uuid.UUID, quantity: int, *, prior: bool) -> 
             "planted_on": None,
             "balance_g": r.prior_balance_g if prior else r.balance_g,
         },
-        option=orjson.OPT_UTC_Z,
-        default=str,  # asyncpg's own UUID type
     )
 
 

@@ -14,10 +14,11 @@ from app.accounts.dependencies import CurrentPrincipal
 from app.core.db import SessionDep
 from app.core.deps import ClockDep, LimiterDep, RegistryDep, RulesDep
 from app.core.idempotency import IdempotencyDep
+from app.core.responses import json_response
 from app.core.sql import PgDep
 from app.energy.schemas import CollectIn, CollectOut, ForestOut
 from app.game.forest import service
-from app.game.hot import Body, Fetch, json_response, respond
+from app.game.hot import Body, Fetch, respond
 from app.game.leaderboards.flusher import FlusherDep
 from app.game.leaderboards.scores import Periods
 

@@ -13,6 +13,7 @@ from app.core.deps import ClockDep, LimiterDep, RegistryDep, RulesDep
 from app.core.errors import Forbidden
 from app.core.idempotency import IdempotencyDep
 from app.core.ids import parse_id
+from app.core.responses import json_response
 from app.core.sql import PgDep
 from app.game.friends import service
 from app.game.friends.schemas import (
@@ -21,7 +22,7 @@ from app.game.friends.schemas import (
     FriendRequestList,
     FriendRequestOut,
 )
-from app.game.hot import Body, Fetch, json_response, respond
+from app.game.hot import Body, Fetch, respond
 from app.game.leaderboards.flusher import FlusherDep
 from app.game.leaderboards.scores import Periods
 from app.game.schemas import (
