@@ -159,6 +159,13 @@ async def _clean(test_servers: TestServers) -> None:
         await redis.aclose()
 
 
+def require_tcp_server(servers: TestServers) -> None:
+    """Skip a test that needs the PostgreSQL server over TCP with matching client tools (CI's
+    machine server), not the embedded one on a unix socket."""
+    if make_url(servers.database_url).host is None:
+        pytest.skip("needs CANOPY_TEST_DATABASE_URL (a TCP server whose pg_dump matches it)")
+
+
 def set_limits(app: FastAPI, **limits: str) -> None:
     """Replace rate limits on a running test app (the rules object is immutable: swap a copy)."""
     registry = app.state.rules_registry
@@ -193,6 +200,11 @@ async def metered(
     polls (so what the proxies count is the request's own traffic)."""
     await _clean(test_servers)
     db = make_url(test_servers.database_url)
+    if db.host is None:  # the embedded server listens on a unix socket only
+        pytest.skip(
+            "round trips are counted through a TCP proxy: run with CANOPY_TEST_DATABASE_URL "
+            "(as .ci/run does)"
+        )
     rd = urlsplit(test_servers.redis_url)
     async with (
         proxied(db.host or "127.0.0.1", db.port or 5432) as pg,

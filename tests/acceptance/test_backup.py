@@ -24,7 +24,7 @@ from app.main import create_app
 from app.partners.models import Partner
 from app.partners.service import webhook_secret
 from tests.acceptance.test_processes import SECRETS, start_serve
-from tests.conftest import TestServers, drop_database, fresh_database
+from tests.conftest import TestServers, drop_database, fresh_database, require_tcp_server
 from tests.helpers import PASSWORD
 from tests.processes import CANOPY, clean_env, free_port, stop
 
@@ -95,6 +95,7 @@ class TestBackupAndRestore:
     def test_a_restored_backup_serves_old_secrets_and_tokens(
         self, databases: tuple[str, str], test_servers: TestServers, tmp_path: Path
     ) -> None:
+        require_tcp_server(test_servers)
         live, restored = databases
         upgrade(live)
         keys = {

@@ -22,7 +22,14 @@ from app.core.pools import (
     plan_worker,
 )
 from app.main import create_app
-from tests.conftest import GENEROUS_LIMIT, TestServers, _clean, _plain_dsn, set_limits
+from tests.conftest import (
+    GENEROUS_LIMIT,
+    TestServers,
+    _clean,
+    _plain_dsn,
+    require_tcp_server,
+    set_limits,
+)
 from tests.helpers import register
 
 
@@ -98,6 +105,7 @@ class TestBudgetUnderLoad:
     async def test_a_process_never_holds_more_than_its_share(
         self, settings: Settings, clock: FrozenClock, test_servers: TestServers
     ) -> None:
+        require_tcp_server(test_servers)
         await _clean(test_servers)
         small = settings.model_copy(
             update={"db_max_connections": 8, "revocation_poll_seconds": 0.05}
