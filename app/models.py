@@ -15,7 +15,10 @@ from app.game.models import (
     Prop,
     WateringDay,
 )
+from app.game.rain.models import RainDay, RainGrant, RainSession
+from app.game.revive.models import ReviveDay
 from app.partners.models import Partner
+from app.planting.groves.models import Grove, GroveInvite, GroveMember
 from app.planting.models import (
     CatalogItem,
     OrderReport,
@@ -40,6 +43,9 @@ __all__ = [
     "FeedItem",
     "FriendRequest",
     "Friendship",
+    "Grove",
+    "GroveInvite",
+    "GroveMember",
     "IdempotencyRecord",
     "LedgerEntry",
     "OrderReport",
@@ -47,7 +53,11 @@ __all__ = [
     "Planting",
     "PlantingOrder",
     "Prop",
+    "RainDay",
+    "RainGrant",
+    "RainSession",
     "RefreshToken",
+    "ReviveDay",
     "RulesVersion",
     "StepDay",
     "User",

@@ -126,6 +126,9 @@ class EnergyBall(SQLModel, table=True):
     expired_at: datetime | None = ts_field(nullable=True)  # when the expiry was booked
     expired_g: int = Field(default=0, sa_type=BigInteger)  # what expiry took (then remaining 0)
     stolen_g: int = Field(default=0, sa_type=BigInteger)  # what friends took, for the owner floor
+    # a friend revived what expiry took (app.game.revive): once per ball, guarded on this row
+    revived_at: datetime | None = ts_field(nullable=True)
+    revived_by: uuid.UUID | None = None
     # no foreign key: versions are immutable and never deleted, and a per-row check would make
     # every writer share a lock on the same few rules_versions rows (see the 6b1d2e3f4a51
     # migration)

@@ -31,6 +31,9 @@ ENTRY_COLUMNS = (
 MINTED = "system:minted"
 EXPIRED = "system:expired"
 BURNED = "system:burned"
+# energy a member put into a grove (joint planting), held there until the grove plants (burned)
+# or gives it back (leaving): booked under the member, the transfer's ref names the grove
+GROVE = "grove"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,11 @@ def user(user_id: str, *, balance_after: str, ball: str = "NULL::uuid") -> Side:
 def ball(owner_id: str, ball_id: str) -> Side:
     """An energy ball (``energy_balls.remaining_g``), booked under its owner."""
     return Side("'ball'", owner_id, ball_id)
+
+
+def grove(member_id: str) -> Side:
+    """What ``member_id`` holds in groves (:data:`GROVE`): not theirs to spend, not burned yet."""
+    return Side(f"'{GROVE}'", member_id)
 
 
 def system(account: str) -> Side:

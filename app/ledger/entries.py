@@ -121,6 +121,11 @@ CHECKS: dict[str, str] = {
         "SELECT (SELECT count(*) FROM users WHERE balance_g < 0) "
         "+ (SELECT count(*) FROM energy_balls WHERE remaining_g < 0)"
     ),
+    # a member never takes more out of groves than they put in
+    "grove_holdings_not_negative": (
+        "SELECT count(*) FROM (SELECT user_id FROM ledger_entries WHERE account = 'grove' "
+        "GROUP BY user_id HAVING sum(amount_g) < 0) AS overdrawn"
+    ),
 }
 
 TOTALS = text(
@@ -140,6 +145,11 @@ async def check(session: AsyncSession) -> dict[str, Any]:
     in_balls = (
         await session.execute(text("SELECT coalesce(sum(remaining_g), 0) FROM energy_balls"))
     ).scalar_one()
+    in_groves = (
+        await session.execute(
+            text("SELECT coalesce(sum(amount_g), 0) FROM ledger_entries WHERE account = 'grove'")
+        )
+    ).scalar_one()
     in_balances = (
         await session.execute(text("SELECT coalesce(sum(balance_g), 0) FROM users"))
     ).scalar_one()
@@ -152,5 +162,6 @@ async def check(session: AsyncSession) -> dict[str, Any]:
             "burned_g": -totals.get("burned", 0),
             "in_balls_g": int(in_balls),
             "in_balances_g": int(in_balances),
+            "in_groves_g": int(in_groves),
         },
     }

@@ -6,7 +6,7 @@ from typing import Any
 
 from app.rules.schema import ActivityRules, Rules
 
-_UNITLESS_SHARES = {"max_share", "owner_floor"}
+_UNITLESS_SHARES = {"max_share", "owner_floor", "reviver_share"}
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:

@@ -26,6 +26,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -196,6 +197,48 @@ class PlantingRules(_Table):
 
     batch_size: int = Field(default=100, ge=1)
     batch_max_wait: PositiveDuration = timedelta(hours=24)
+
+
+class ReviveRules(_Table):
+    """Friends reviving each other's expired energy (Ant Forest's 复活能量)."""
+
+    enabled: bool = True
+    window: PositiveDuration = timedelta(days=2)  # how long after expiring a ball can be revived
+    per_day_limit: Cap = 6  # revives per reviver per local day
+    # of what a ball lost to expiry, the reviver's part; the owner gets the rest back
+    reviver_share: float = Field(default=0.5, ge=0, lt=1, allow_inf_nan=False)
+
+
+class GrovesRules(_Table):
+    """Joint planting: friends pooling energy for one tree."""
+
+    max_members: int = Field(default=10, ge=2, le=100)
+    max_open_per_user: int = Field(default=3, ge=1)  # open groves one user may belong to
+
+
+class EnergyRainRules(_Table):
+    """The energy rain: a short game whose schedule and reward the server decides."""
+
+    enabled: bool = True
+    plays_per_day: Cap = 1
+    duration: PositiveDuration = timedelta(seconds=15)
+    # how long after the rain ends a result is still accepted (a slow network, not a replay)
+    settle_within: PositiveDuration = timedelta(minutes=2)
+    balls: int = Field(default=30, ge=1, le=500)
+    max_g_per_play: Grams = 120
+    # extra plays friends may grant one user in one local day (each friend grants once a day)
+    extra_plays_per_day: Cap = 1
+
+    @field_validator("max_g_per_play")
+    @classmethod
+    def _a_gram_per_ball(cls, value: int, info: ValidationInfo) -> int:
+        balls = info.data.get("balls")
+        if isinstance(balls, int) and value < balls:
+            raise PydanticCustomError(
+                "energy_rain", "must be at least balls ({balls}): every ball holds 1 g or more",
+                {"balls": balls},
+            )
+        return value
 
 
 with warnings.catch_warnings():
@@ -412,6 +455,9 @@ class Rules(_Table):
         default_factory=lambda: {k: PropRules(**v) for k, v in DEFAULT_PROPS.items()}
     )
     planting: PlantingRules = Field(default_factory=PlantingRules)
+    revive: ReviveRules = Field(default_factory=ReviveRules)
+    groves: GrovesRules = Field(default_factory=GrovesRules)
+    energy_rain: EnergyRainRules = Field(default_factory=EnergyRainRules)
     activities: dict[Name, ActivityRules] = Field(default_factory=dict)
     limits: LimitsRules = Field(default_factory=LimitsRules)
 
