@@ -39,6 +39,8 @@ from app.game.leaderboards.endpoints import router as leaderboards_router
 from app.game.leaderboards.flusher import ScoreFlusher
 from app.game.props.endpoints import admin_router as props_admin_router
 from app.game.props.endpoints import router as props_router
+from app.game.rain.endpoints import router as rain_router
+from app.game.revive.endpoints import router as revive_router
 from app.jobs import default_jobs
 from app.partners.endpoints import admin_router as partners_admin_router
 from app.partners.endpoints import partner_router
@@ -46,6 +48,7 @@ from app.partners.keys import PartnerKeys
 from app.planting.endpoints import admin_router as planting_admin_router
 from app.planting.endpoints import partner_router as planting_partner_router
 from app.planting.endpoints import router as planting_router
+from app.planting.groves.endpoints import router as groves_router
 from app.rules.endpoints import router as rules_admin_router
 from app.rules.hot import RulesWatcher
 from app.rules.loader import load_rules
@@ -162,6 +165,9 @@ def create_app(
         planting_router,
         planting_partner_router,
         planting_admin_router,
+        revive_router,
+        rain_router,
+        groves_router,
     ):
         app.include_router(router)
     console.install(app)

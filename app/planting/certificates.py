@@ -40,6 +40,8 @@ class CertificateData:
     planted_on: date | None = None
     lat: float | None = None
     lon: float | None = None
+    # a grove's certificate: every member with the grams they gave (the holder is the grove)
+    shares: tuple[tuple[str, int], ...] = ()
 
 
 def clean(value: str, limit: int) -> str:
@@ -117,6 +119,19 @@ def _emblem(cx: int, cy: int) -> str:
     )
 
 
+def _shares_line(data: CertificateData) -> str:
+    """A grove's members and their shares, under the status line (empty for one holder)."""
+    if not data.shares:
+        return ""
+    text = "Planted together by " + ", ".join(
+        f"{name} ({_grams(grams)})" for name, grams in data.shares
+    )
+    return (
+        f'<text x="500" y="560" font-size="{_size(text, 15, 100)}" font-family="{SANS}" '
+        f'fill="{INK}">{clean(text, 400)}</text>'
+    )
+
+
 def render(data: CertificateData) -> str:
     """The certificate as a standalone SVG document."""
     title, verb = _TITLES.get(data.kind, _TITLES["tree"])
@@ -171,6 +186,7 @@ def render(data: CertificateData) -> str:
         f'<text x="500" y="{490 if species else 462}" font-size="{sizes["place"]}">{place}</text>',
         f'<text x="500" y="530" font-size="{sizes["status"]}" font-family="{SANS}" '
         f'fill="{GREEN}">{status}</text>',
+        _shares_line(data),
         "</g>",
         watermark,
         f'<g font-family="{SANS}" fill="{INK}" font-size="14">',

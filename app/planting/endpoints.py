@@ -24,6 +24,7 @@ from app.partners.schemas import Scope
 from app.planting import catalog, certificates, orders, service, webhooks
 from app.planting import privacy as _privacy  # noqa: F401  (adds plantings to data exports)
 from app.planting import stats as transparency
+from app.planting.groves import service as groves
 from app.planting.schemas import (
     AcknowledgeIn,
     CancelIn,
@@ -141,7 +142,9 @@ async def get_planting(planting_id: str, user: CurrentUser, session: SessionDep)
 async def get_certificate(planting_id: str, user: CurrentUser, session: SessionDep) -> Response:
     """The planting's certificate, an SVG image."""
     row = await service.get_planting(session, user.id, planting_id)
-    svg = certificates.render(service.certificate_data(row))
+    # a grove's planting names the grove and every member with their share
+    data = await groves.certificate_of_planting(session, row["id"])
+    svg = certificates.render(data or service.certificate_data(row))
     return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 

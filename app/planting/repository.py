@@ -547,12 +547,15 @@ class PlantingRepository:
         )
 
     async def lock_order_users(self, order_id: uuid.UUID) -> None:
-        """Lock the balances a cancellation will credit, in id order (no deadlock between two
-        cancellations sharing users)."""
+        """Lock the balances a cancellation will credit (a grove's planting: every member's), in
+        id order (no deadlock between two cancellations sharing users)."""
         await self.session.execute(
             text(
                 "SELECT id FROM users WHERE id IN (SELECT user_id FROM plantings "
-                "WHERE order_id = :order) ORDER BY id FOR UPDATE"
+                "WHERE order_id = :order UNION SELECT m.user_id FROM plantings p "
+                "JOIN groves g ON g.planting_id = p.id "
+                "JOIN grove_members m ON m.grove_id = g.id WHERE p.order_id = :order) "
+                "ORDER BY id FOR UPDATE"
             ),
             {"order": order_id},
         )
@@ -561,16 +564,24 @@ class PlantingRepository:
         self, order_id: uuid.UUID, now: datetime, rules_version: int
     ) -> list[RowMapping]:
         """Cancel an order's open plantings and give each its energy back from
-        ``system:burned``: plantings, balances and both ledger sides in ONE statement, with each
-        user entry's ``balance_after_g`` running in planting order."""
+        ``system:burned`` (a grove's planting to each member, their share): plantings,
+        balances and both ledger sides in ONE statement, with each user entry's
+        ``balance_after_g`` running in planting order."""
         return await self._rows(
             f"""
             WITH cancelled AS (
                 UPDATE plantings SET status = 'cancelled', updated_at = :now, {_APPEND_HISTORY}
                 WHERE order_id = :order AND status IN ('reserved', 'ordered', 'acknowledged')
                 RETURNING id, seq, user_id, quantity, cost_g, certificate_number
+            ), shares AS (
+                -- who gets what back: the planting's user, or each member of the grove that
+                -- planted it what they put in
+                SELECT c.id, c.seq, coalesce(m.user_id, c.user_id) AS user_id, c.quantity,
+                       coalesce(m.contributed_g, c.cost_g) AS cost_g, c.certificate_number
+                FROM cancelled c LEFT JOIN groves g ON g.planting_id = c.id
+                LEFT JOIN grove_members m ON m.grove_id = g.id AND m.contributed_g > 0
             ), per_user AS (
-                SELECT user_id, CAST(sum(cost_g) AS bigint) AS grams FROM cancelled
+                SELECT user_id, CAST(sum(cost_g) AS bigint) AS grams FROM shares
                 GROUP BY user_id
             ), credited AS (
                 UPDATE users u SET balance_g = u.balance_g + per_user.grams
@@ -580,7 +591,7 @@ class PlantingRepository:
                 SELECT c.*, pu.grams AS total,
                        CAST(sum(c.cost_g) OVER (PARTITION BY c.user_id ORDER BY c.seq) AS bigint)
                            AS running
-                FROM cancelled c JOIN per_user pu ON pu.user_id = c.user_id
+                FROM shares c JOIN per_user pu ON pu.user_id = c.user_id
             ), entries AS ({_REFUND})
             SELECT id, user_id, quantity, cost_g, certificate_number FROM moves ORDER BY seq
             """,  # noqa: S608 (only constant fragments are interpolated)

@@ -235,7 +235,8 @@ class EnergyRainRules(_Table):
         balls = info.data.get("balls")
         if isinstance(balls, int) and value < balls:
             raise PydanticCustomError(
-                "energy_rain", "must be at least balls ({balls}): every ball holds 1 g or more",
+                "energy_rain",
+                "must be at least balls ({balls}): every ball holds 1 g or more",
                 {"balls": balls},
             )
         return value

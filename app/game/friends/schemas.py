@@ -43,6 +43,7 @@ class FriendOut(BaseModel):
     collectible_g: int
     next_collectible_at: datetime | None
     energy_week_g: int
+    can_revive: bool = False  # expired energy you could revive now (POST .../revive)
 
 
 class FriendList(BaseModel):

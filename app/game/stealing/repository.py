@@ -21,6 +21,7 @@ from app.energy.forest import collector
 from app.game.friends.repository import friend_of
 from app.game.leaderboards.scores import add_collected, week_collected
 from app.game.props.service import DOUBLE_COLLECT, SHIELD
+from app.game.revive.repository import revivable, revives_left
 from app.ledger.balls import expired, live, ripe
 from app.ledger.booking import ball, book, running_balance
 from app.rules.schema import Rules
@@ -107,6 +108,7 @@ class FriendRow:
     collectible_g: int
     next_collectible_at: datetime | None
     energy_week_g: int
+    can_revive: bool  # the friend has expired energy I could revive now
 
 
 FRIENDS = Statement(
@@ -131,12 +133,17 @@ FRIENDS = Statement(
     ), per_friend AS (
         SELECT user_id, sum(now_g)::bigint AS now_g, min(later_at) AS later_at
         FROM balls GROUP BY user_id
+    ), revivable AS (
+        SELECT DISTINCT b.user_id FROM energy_balls b JOIN f ON b.user_id = f.friend_id
+        WHERE CAST(:revive_on AS boolean) AND {revivable("b")} AND {revives_left(ME)}
     )
     SELECT u.id, u.handle, u.display_name, coalesce(p.now_g, 0)::bigint AS collectible_g,
            p.later_at AS next_collectible_at,
-           {week_collected("s", "u.id")} AS energy_week_g
+           {week_collected("s", "u.id")} AS energy_week_g,
+           rv.user_id IS NOT NULL AS can_revive
     FROM f JOIN users u ON u.id = f.friend_id
     LEFT JOIN per_friend p ON p.user_id = u.id
+    LEFT JOIN revivable rv ON rv.user_id = u.id
     LEFT JOIN collected_scores s ON s.user_id = u.id
     -- friends with energy to take first (most first), then the soonest to ripen, then by handle
     ORDER BY coalesce(p.now_g, 0) = 0, coalesce(p.now_g, 0) DESC, p.later_at IS NULL,

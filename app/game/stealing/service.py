@@ -71,10 +71,19 @@ def take_size(
 
 
 async def friends(pg: Pg, me: uuid.UUID, now: datetime, rules: Rules, periods: Periods) -> Body:
-    """Every friend with what I could take now, when the next ball I could take ripens and
-    their energy this week; friends with energy to take first. ``GET /v1/friends``'s body."""
+    """Every friend with what I could take now, when the next ball I could take ripens, their
+    energy this week and whether they have expired energy I could revive; friends with energy
+    to take first. ``GET /v1/friends``'s body."""
+    revive = rules.revive
     rows = await pg.fetch(
-        FRIENDS, me=me, now=now, week_start=periods.week_start, **rules_params(rules)
+        FRIENDS,
+        me=me,
+        now=now,
+        week_start=periods.week_start,
+        revive_on=revive.enabled,
+        window=revive.window,
+        limit=revive.per_day_limit,
+        **rules_params(rules),
     )
     return {"friends": rows}  # orjson writes the rows' dataclass fields as they are
 
