@@ -427,6 +427,7 @@ class TestFriendList:
             "collectible_g": 16,  # two 80 g balls, floor(80 * 0.1) each
             "next_collectible_at": None,
             "energy_week_g": 0,
+            "can_revive": False,
         }
         assert by_handle["frank"]["collectible_g"] == 8
         assert by_handle["dave"]["collectible_g"] == 0

@@ -396,6 +396,7 @@ class TestBookkeeping:
             "collectible_g": 0,
             "next_collectible_at": None,
             "energy_week_g": 0,
+            "can_revive": False,
         }
 
 

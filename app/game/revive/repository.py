@@ -167,12 +167,12 @@ def _statement() -> Statement[ReviveRow]:
                 rules_version)
             SELECT CAST(:owner_ball AS uuid), {OWNER}, '{REVIVE_KIND}', 'revive:' || s.id,
                    s.owner_g, s.owner_g, FALSE, {NOW}, {NOW}, CAST(:expires AS timestamptz),
-                   NULL, 0, 0, {VERSION}
+                   NULL::timestamptz, 0, 0, {VERSION}
             FROM sized s WHERE s.owner_g > 0
             UNION ALL
             SELECT CAST(:reviver_ball AS uuid), {ME}, '{REVIVE_KIND}', 'revive:' || s.id,
                    s.reviver_g, s.reviver_g, FALSE, {NOW}, {NOW}, CAST(:expires AS timestamptz),
-                   NULL, 0, 0, {VERSION}
+                   NULL::timestamptz, 0, 0, {VERSION}
             FROM sized s WHERE s.reviver_g > 0
             RETURNING id, user_id, amount_g, ref
         ), back AS ({back}),
