@@ -489,7 +489,14 @@ class TestCommand:
         assert report["config"]["players"] == 80 and report["config"]["seed"] == 5
         assert set(report["runs"][0]["personas"]) == set(default_personas())
         assert "comparison" not in report
-        for name in ("energy_over_time.png", "energy_per_day.png", "days_to_first_saxaul.png"):
+        for name in (
+            "energy_over_time.png",
+            "energy_per_day.png",
+            "collected_per_day.png",
+            "stolen_per_day.png",
+            "expired_per_day.png",
+            "days_to_first_saxaul.png",
+        ):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert "early_bird" in result.stdout and "report.json" in result.stdout
 
