@@ -11,7 +11,14 @@ Every number that the rules decide comes from the service's own code, called her
   per ball (a take of 0 g is not a take), never from watering balls;
 - watering: an amount from ``watering.amounts_g``, at most ``per_friend_daily_limit`` times per
   friend per local day, only from the giver's balance, as a ball that is ripe at once, cannot be
-  stolen and expires ``balls.expire_after`` later (as ``app.game.watering.service.water``).
+  stolen and expires ``balls.expire_after`` later (as ``app.game.watering.service.water``);
+- reviving a friend's expired ball: within ``revive.window`` of its expiry, at most
+  ``revive.per_day_limit`` per reviver and local day, once per ball, the reviver's part from
+  :func:`app.game.revive.service.reviver_part`, both new balls ripe at once, unstealable and not
+  revivable again (as ``app.game.revive``);
+- the energy rain: ``energy_rain.plays_per_day`` plays per local day, each paying what the
+  player catches of ``max_g_per_play``, never more (as ``app.game.rain``; friends' extra plays
+  are not modelled).
 
 What stays in the simulator is bookkeeping (who holds which ball, balances, statistics) and
 behaviour (personas). It is fast because identical inputs are evaluated once, never because a
@@ -51,6 +58,7 @@ from app.energy.ingest import Incoming as _Incoming
 from app.energy.ingest import Outcome, Pending, apply_caps, ball_row, evaluate
 from app.energy.periods import local_midnight, zone
 from app.energy.repository import CapKey, Counter
+from app.game.revive.service import reviver_part
 from app.game.simulator.personas import (
     STEP_GRANULARITY,
     ActivitySpec,
@@ -130,6 +138,11 @@ class PersonaTotals:
     trees: int = 0
     balance_at_end_g: int = 0
     capped_player_days: int = 0
+    revived_back_g: int = 0  # their expired energy friends revived: the owner's new balls
+    revive_share_g: int = 0  # the reviver's balls from reviving friends' energy
+    revives: int = 0  # revives they made
+    rain_g: int = 0  # paid by energy rain plays
+    rain_plays: int = 0
     kinds: dict[str, KindTotals] = field(default_factory=lambda: defaultdict(KindTotals))
     rejected: dict[str, int] = field(default_factory=dict)
     minted_by_day: list[int] = field(default_factory=list)
@@ -161,6 +174,11 @@ class PersonaTotals:
             "trees",
             "balance_at_end_g",
             "capped_player_days",
+            "revived_back_g",
+            "revive_share_g",
+            "revives",
+            "rain_g",
+            "rain_plays",
         ):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         for kind, totals in other.kinds.items():
@@ -242,6 +260,13 @@ class _RulesRuntime:
         self.amounts = list(rules.watering.amounts_g)
         self.water_limit = rules.watering.per_friend_daily_limit
         self.water_life = _ceil_minutes(rules.balls.expire_after)
+        revive, rain = rules.revive, rules.energy_rain
+        self.revive = revive.enabled and revive.per_day_limit > 0
+        self.revive_window = _ceil_minutes(revive.window)
+        self.revive_limit = revive.per_day_limit
+        self.revive_share = revive.reviver_share
+        self.rain_plays = rain.plays_per_day if rain.enabled else 0
+        self.rain_max = rain.max_g_per_play
         self.evaluations: dict[tuple[Any, ...], _Evaluation | Outcome] = {}
         self.capped: dict[tuple[Any, ...], _Capped] = {}
         self.times: dict[tuple[Any, ...], _Times | None] = {}
@@ -415,15 +440,27 @@ class _Ball:
     __slots__ = (
         "amount",
         "expires",
+        "holder",
+        "lost",
         "owner",
         "remaining",
+        "revivable",
         "ripens",
         "stealable",
         "stolen",
         "takers",
     )
 
-    def __init__(self, amount: int, ripens: int, expires: int, stealable: bool, owner: int) -> None:
+    def __init__(
+        self,
+        amount: int,
+        ripens: int,
+        expires: int,
+        stealable: bool,
+        owner: int,
+        holder: int = -1,
+        revivable: bool = True,
+    ) -> None:
         self.amount = amount
         self.remaining = amount
         self.stolen = 0
@@ -431,6 +468,9 @@ class _Ball:
         self.expires = expires
         self.stealable = stealable
         self.owner = owner  # persona index, for the statistics
+        self.holder = holder  # player index (-1: not tracked for reviving)
+        self.revivable = revivable  # revived energy is not revived again
+        self.lost = 0  # what expiry took, while a friend may still revive it
         self.takers: set[int] | None = None
 
 
@@ -438,6 +478,7 @@ class _Player:
     __slots__ = (
         "balance",
         "capped_days",
+        "expired",
         "first_tree_day",
         "friends",
         "index",
@@ -445,6 +486,8 @@ class _Player:
         "months",
         "next_ripe",
         "persona",
+        "rained",
+        "revived",
         "trees",
         "watered",
     )
@@ -458,6 +501,9 @@ class _Player:
         self.next_ripe = _NEVER  # no ball in ``live`` is collectible before this minute
         self.months: dict[str, tuple[CapKey, tuple[int, int]]] = {}  # kind → month counter
         self.watered: dict[int, tuple[int, int]] = {}  # friend index → (day, count)
+        self.expired: list[_Ball] = []  # expired balls friends may still revive
+        self.revived = (-1, 0)  # (local day, revives made that day)
+        self.rained = (-1, 0)  # (local day, rain plays that day)
         self.trees = 0
         self.first_tree_day: int | None = None
         self.capped_days = 0
@@ -495,8 +541,10 @@ class _Persona:
     tz: str
 
 
-# (minute, rank, seq, player, day, collect, steal, water pick)
-_Session = tuple[int, float, int, "_Player", int, bool, bool, tuple[float, float] | None]
+# (minute, rank, seq, player, day, collect, steal, water pick, revive, rain catch)
+_Session = tuple[
+    int, float, int, "_Player", int, bool, bool, tuple[float, float] | None, bool, float | None
+]
 
 
 class _Community:
@@ -554,14 +602,14 @@ class _Community:
                 self.rt.midnight(tz, start + timedelta(days=day + 1)) for tz in self._zones
             )
             split = bisect.bisect_left(waiting, (cutoff,))
-            for minute, _, _, player, day_of, collect, steal, pick in waiting[:split]:
-                self._session(player, day_of, minute, collect, steal, pick)
+            for minute, _, _, player, day_of, collect, steal, pick, revive, rain in waiting[:split]:
+                self._session(player, day_of, minute, collect, steal, pick, revive, rain)
             waiting = waiting[split:]
             self._expire(cutoff, day)
             if day % 7 == 6:
-                self._tidy()
-        for minute, _, _, player, day_of, collect, steal, pick in waiting:
-            self._session(player, day_of, minute, collect, steal, pick)
+                self._tidy(cutoff)
+        for minute, _, _, player, day_of, collect, steal, pick, revive, rain in waiting:
+            self._session(player, day_of, minute, collect, steal, pick, revive, rain)
         end = max(self.rt.midnight(tz, start + timedelta(days=days)) for tz in self._zones)
         self._expire(end, days - 1)
         return self._finish()
@@ -672,7 +720,14 @@ class _Community:
                 steal = session.steal_chance > 0 and rand() < session.steal_chance
                 water = session.water_chance > 0 and rand() < session.water_chance
                 pick = (rand(), rand()) if water else None
-                sessions.append((minute, rank, seq, player, day, session.collect, steal, pick))
+                revive = session.revive_chance > 0 and rand() < session.revive_chance
+                rain = None
+                if session.rain_chance > 0 and rand() < session.rain_chance:
+                    least, most = spec.rain_catch
+                    rain = least + rand() * (most - least)
+                sessions.append(
+                    (minute, rank, seq, player, day, session.collect, steal, pick, revive, rain)
+                )
                 seq += 1
         self._seq = seq
         return sessions
@@ -736,7 +791,7 @@ class _Community:
                 if grams <= 0:
                     continue
                 when = event[3]
-                ball = _Ball(grams, when[0], when[1], True, persona)
+                ball = _Ball(grams, when[0], when[1], True, persona, player.index)
                 live.append(ball)
                 if when[0] < player.next_ripe:
                     player.next_ripe = when[0]
@@ -768,6 +823,8 @@ class _Community:
         collect: bool,
         steal: bool,
         pick: tuple[float, float] | None,
+        revive: bool = False,
+        rain: float | None = None,
     ) -> None:
         totals = self.totals[player.persona]
         gathered = 0
@@ -790,6 +847,10 @@ class _Community:
             totals.collected_by_day[day] += gathered
         if steal and self.rt.stealing:
             gathered += self._steal(player, day, now)
+        if revive and self.rt.revive and player.friends:
+            self._revive(player, day, now)
+        if rain is not None and self.rt.rain_plays > 0:
+            gathered += self._rain(player, day, rain)
         player.balance += gathered
         totals.gathered_by_day[day] += gathered
         spec = self.personas[player.persona].spec
@@ -866,7 +927,58 @@ class _Community:
         player.balance -= amount
         self.totals[player.persona].water_given_g += amount
         self.totals[friend.persona].water_received_g += amount
-        self._add_ball(friend, _Ball(amount, now, now + rt.water_life, False, friend.persona))
+        self._add_ball(
+            friend, _Ball(amount, now, now + rt.water_life, False, friend.persona, friend.index)
+        )
+
+    def _revive(self, player: _Player, day: int, now: int) -> None:
+        """Revive friends' expired balls (oldest friend first) while the day's limit allows:
+        the reviver's part and the owner's rest as new ripe, unstealable balls."""
+        rt = self.rt
+        last_day, count = player.revived
+        if last_day != day:
+            count = 0
+        for friend in player.friends:
+            if count >= rt.revive_limit:
+                break
+            for ball in friend.expired:
+                if count >= rt.revive_limit:
+                    break
+                if ball.lost <= 0 or not ball.expires <= now < ball.expires + rt.revive_window:
+                    continue
+                lost, ball.lost = ball.lost, 0
+                mine = reviver_part(lost, rt.revive_share)
+                back = lost - mine
+                count += 1
+                life = now + rt.water_life
+                if back > 0:
+                    self._add_ball(
+                        friend, _Ball(back, now, life, False, friend.persona, friend.index, False)
+                    )
+                    self.totals[friend.persona].revived_back_g += back
+                if mine > 0:
+                    self._add_ball(
+                        player, _Ball(mine, now, life, False, player.persona, player.index, False)
+                    )
+                    self.totals[player.persona].revive_share_g += mine
+                self.totals[player.persona].revives += 1
+        player.revived = (day, count)
+
+    def _rain(self, player: _Player, day: int, catch: float) -> int:
+        """The day's energy rain plays left: each pays what was caught, at most the cap."""
+        rt = self.rt
+        last_day, plays = player.rained
+        if last_day != day:
+            plays = 0
+        left = rt.rain_plays - plays
+        if left <= 0:
+            return 0
+        paid = left * min(rt.rain_max, int(catch * rt.rain_max))
+        player.rained = (day, plays + left)
+        totals = self.totals[player.persona]
+        totals.rain_g += paid
+        totals.rain_plays += left
+        return paid
 
     # --- time passing -------------------------------------------------------------------------
 
@@ -884,14 +996,23 @@ class _Community:
                     owner = self.totals[ball.owner]
                     owner.expired_g += ball.remaining
                     owner.expired_by_day[day] += ball.remaining
+                    if self.rt.revive and ball.revivable and ball.holder >= 0:
+                        ball.lost = ball.remaining  # friends may revive it for a while
+                        self.players[ball.holder].expired.append(ball)
                     ball.remaining = 0
             if later:
                 self._buckets[hour] = later
 
-    def _tidy(self) -> None:
-        """Forget emptied balls (players who never collect keep them otherwise)."""
+    def _tidy(self, now: int) -> None:
+        """Forget emptied balls (players who never collect keep them otherwise), and expired
+        ones past the revive window."""
         for player in self.players:
             player.live = [ball for ball in player.live if ball.remaining > 0]
+            if player.expired:
+                window = self.rt.revive_window
+                player.expired = [
+                    ball for ball in player.expired if ball.lost > 0 and ball.expires + window > now
+                ]
 
     def _finish(self) -> list[PersonaTotals]:
         for balls in self._buckets.values():

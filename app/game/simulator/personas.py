@@ -69,6 +69,8 @@ class SessionSpec(_Table):
     collect: bool = True  # collect own ripe energy
     steal_chance: Chance = 0.0  # collect from every friend's ripe balls
     water_chance: Chance = 0.0  # water one friend (picked at random)
+    revive_chance: Chance = 0.0  # revive friends' expired energy (up to the day's limit)
+    rain_chance: Chance = 0.0  # play the day's energy rain plays
 
 
 class ActivitySpec(_Table):
@@ -108,7 +110,15 @@ class PersonaSpec(_Table):
     sessions: list[SessionSpec] = Field(default_factory=list)  # [] never opens the app
     plants: bool = True  # plants a saxaul whenever the balance allows
     water_amount: Literal["smallest", "largest", "random"] = "smallest"
+    rain_catch: FloatRange = (0.6, 0.9)  # share of a rain's energy caught, uniform in the range
     activities: list[ActivitySpec] = Field(default_factory=list)
+
+    @field_validator("rain_catch")
+    @classmethod
+    def _a_share(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if value[1] > 1:
+            raise PydanticCustomError("range", "must be shares between 0 and 1")
+        return value
 
     @field_validator("timezone")
     @classmethod
@@ -131,7 +141,9 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
         "friends": [2, 5],
         "steps": [12000, 24000],
         "walk_chance": 0.95,
-        "sessions": [{"at": "21:30", "jitter_minutes": 60, "steal_chance": 0.3}],
+        "sessions": [
+            {"at": "21:30", "jitter_minutes": 60, "steal_chance": 0.3, "rain_chance": 0.5}
+        ],
     },
     "commuter": {
         "weight": 0.3,
@@ -140,7 +152,7 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
         "steps": [5000, 10000],
         "sessions": [
             {"at": "08:30", "jitter_minutes": 30, "steal_chance": 0.3},
-            {"at": "18:30", "jitter_minutes": 60, "water_chance": 0.05},
+            {"at": "18:30", "jitter_minutes": 60, "water_chance": 0.05, "revive_chance": 0.2},
         ],
         "activities": [
             {
@@ -186,7 +198,13 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
         "friends": [3, 6],
         "steps": [6000, 12000],
         "sessions": [
-            {"at": "07:00", "steal_chance": 1.0, "water_chance": 0.2},
+            {
+                "at": "07:00",
+                "steal_chance": 1.0,
+                "water_chance": 0.2,
+                "revive_chance": 1.0,
+                "rain_chance": 1.0,
+            },
             {"at": "22:30", "jitter_minutes": 30, "steal_chance": 0.5},
         ],
         "activities": [

@@ -53,7 +53,7 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
         "players": totals.players,
         "energy_per_day_g": _grams(totals.minted_g / player_days),
         "gathered_per_day_g": _grams(
-            (totals.collected_own_g + totals.taken_from_friends_g) / player_days
+            (totals.collected_own_g + totals.taken_from_friends_g + totals.rain_g) / player_days
         ),
         "days_to_first_saxaul": median_days(totals),
         "first_saxaul_share": _share(len(totals.first_tree_days), totals.players),
@@ -65,6 +65,10 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
         "watering_given_per_day_g": _grams(totals.water_given_g / player_days),
         "watering_received_per_day_g": _grams(totals.water_received_g / player_days),
         "cap_hit_rate": _share(totals.capped_player_days, player_days),
+        "rain_per_day_g": _grams(totals.rain_g / player_days),
+        "revived_back_per_day_g": _grams(totals.revived_back_g / player_days),
+        "revive_share_per_day_g": _grams(totals.revive_share_g / player_days),
+        "revives_per_day": round(totals.revives / player_days, 3),
         "caps": {
             kind: {
                 "events": k.events,
@@ -87,6 +91,9 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
             "watering_given": totals.water_given_g,
             "planted": totals.trees * SAXAUL_G,
             "balance_at_end": totals.balance_at_end_g,
+            "revived_back": totals.revived_back_g,
+            "revive_share": totals.revive_share_g,
+            "rain": totals.rain_g,
         },
         "series": {
             "energy_per_day_g": [_grams(g / players) for g in totals.minted_by_day],
