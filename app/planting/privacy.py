@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.accounts.privacy import ERASE_EXTENSIONS, EXPORT_EXTENSIONS
+from app.planting.groves.service import list_mine
 from app.planting.repository import PlantingRepository
 from app.planting.service import planting_out
 
@@ -37,3 +38,12 @@ if export_plantings not in EXPORT_EXTENSIONS:
     EXPORT_EXTENSIONS.append(export_plantings)
 if erase_planting_keys not in ERASE_EXTENSIONS:
     ERASE_EXTENSIONS.append(erase_planting_keys)
+
+
+async def export_groves(session: AsyncSession, user_id: uuid.UUID) -> dict[str, Any]:
+    """The groves the user is in or invited to, as ``GET /v1/groves`` shows them."""
+    return {"groves": [g.model_dump(mode="json") for g in await list_mine(session, user_id)]}
+
+
+if export_groves not in EXPORT_EXTENSIONS:
+    EXPORT_EXTENSIONS.append(export_groves)

@@ -120,6 +120,8 @@ class TestGrove:
             assert "grove_planted" in types
         ledger = (await client.get("/v1/energy/ledger", headers=bob.headers)).json()["entries"]
         assert (ledger[0]["reason"], ledger[0]["amount_g"]) == ("grove_contribute", -7_900)
+        export = (await client.get("/v1/me/export", headers=bob.headers)).json()
+        assert [g["id"] for g in export["groves"]] == [grove["id"]]
 
     async def test_ten_members_racing_the_last_contribution_plant_exactly_one_tree(
         self,

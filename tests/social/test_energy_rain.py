@@ -215,3 +215,32 @@ class TestPlaysPerDay:
         swap_rules(app, "energy_rain", enabled=False)
         alice = await register(client, "alice")
         assert_problem(await start(client, alice), 403, "energy_rain_disabled")
+
+
+class TestBadInput:
+    async def test_malformed_settlements_are_422_and_change_nothing(
+        self, client: httpx.AsyncClient, clock: FrozenClock
+    ) -> None:
+        alice = await register(client, "alice")
+        play = await played(client, clock, alice)
+        path = f"{RAIN}/{play['session_id']}/settle"
+        for body in (
+            {},
+            {"collected": "all"},
+            {"collected": [1, 2]},
+            {"collected": [None]},
+            {"collected": ["x" * 65]},
+            {"collected": ["a"] * 1001},
+            {"collected": [], "energy_g": 120},
+        ):
+            response = await client.post(path, json=body, headers=alice.headers)
+            assert_problem(response, 422, "validation_error")
+        grant = await client.post(f"{RAIN}/grant", json={"friend_id": 5}, headers=alice.headers)
+        assert_problem(grant, 422, "validation_error")
+        unknown = await client.post(
+            f"{RAIN}/grant", json={"friend_id": "nobody"}, headers=alice.headers
+        )
+        assert_problem(unknown, 404, "not_found")
+        # the play is still open: the real settlement pays
+        ids = [b["id"] for b in play["balls"]]
+        assert (await settle(client, alice, play["session_id"], ids)).json()["energy_g"] == 120
