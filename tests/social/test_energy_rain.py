@@ -244,3 +244,20 @@ class TestBadInput:
         # the play is still open: the real settlement pays
         ids = [b["id"] for b in play["balls"]]
         assert (await settle(client, alice, play["session_id"], ids)).json()["energy_g"] == 120
+
+
+class TestStartReplay:
+    async def test_a_start_retried_with_its_key_is_the_same_play(
+        self, client: httpx.AsyncClient, clock: FrozenClock
+    ) -> None:
+        alice = await register(client, "alice")
+        headers = alice.headers | {"Idempotency-Key": "rain-1"}
+        first = await client.post(RAIN, headers=headers)
+        again = await client.post(RAIN, headers=headers)
+        assert first.status_code == again.status_code == 201
+        assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+        today = (await client.get(RAIN, headers=alice.headers)).json()
+        assert today["played"] == 1
+        clock.advance(seconds=15)
+        ids = [b["id"] for b in first.json()["balls"]]
+        assert (await settle(client, alice, first.json()["session_id"], ids)).status_code == 200
