@@ -255,6 +255,31 @@ class TestEconomy:
             s["totals_g"]["watering_received"] for s in everyone
         )
 
+    def test_the_day_by_day_flows_add_up_to_the_totals(self) -> None:
+        # the console draws collected / stolen / expired per day: each series, times the
+        # players, sums (to rounding) to the run's total of that flow
+        report = run(players=200, days=30)
+        flows = {
+            "collected_per_day_g": "collected_own",
+            "stolen_per_day_g": "taken_from_friends",
+            "expired_per_day_g": "expired",
+        }
+        for name, summary in report["personas"].items():
+            for series, total in flows.items():
+                values = summary["series"][series]
+                assert len(values) == 30, (name, series)
+                grams = sum(v * summary["players"] for v in values)
+                assert abs(grams - summary["totals_g"][total]) <= 0.01 * 30 * summary["players"]
+
+    def test_expiry_shows_on_the_days_balls_expire(self) -> None:
+        # a hoarder's first ball ripens on day 2 and expires 72 h later: nothing expires
+        # before day 4, then something every day
+        report = run(players=200, days=30)
+        expired = report["personas"]["hoarder"]["series"]["expired_per_day_g"]
+        assert expired[:3] == [0, 0, 0]
+        assert all(v > 0 for v in expired[5:]), expired
+        assert report["personas"]["hoarder"]["series"]["collected_per_day_g"] == [0] * 30
+
     def test_a_player_who_never_collects_loses_everything_to_expiry_and_friends(self) -> None:
         report = run(players=200, days=30)
         hoarder = totals(report, "hoarder")
@@ -464,7 +489,14 @@ class TestCommand:
         assert report["config"]["players"] == 80 and report["config"]["seed"] == 5
         assert set(report["runs"][0]["personas"]) == set(default_personas())
         assert "comparison" not in report
-        for name in ("energy_over_time.png", "energy_per_day.png", "days_to_first_saxaul.png"):
+        for name in (
+            "energy_over_time.png",
+            "energy_per_day.png",
+            "collected_per_day.png",
+            "stolen_per_day.png",
+            "expired_per_day.png",
+            "days_to_first_saxaul.png",
+        ):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert "early_bird" in result.stdout and "report.json" in result.stdout
 

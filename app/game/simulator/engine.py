@@ -134,12 +134,18 @@ class PersonaTotals:
     rejected: dict[str, int] = field(default_factory=dict)
     minted_by_day: list[int] = field(default_factory=list)
     gathered_by_day: list[int] = field(default_factory=list)  # own collects + takes, by day
+    collected_by_day: list[int] = field(default_factory=list)  # own collects, by day
+    stolen_by_day: list[int] = field(default_factory=list)  # taken from friends, by day
+    expired_by_day: list[int] = field(default_factory=list)  # lost to expiry, by day
     first_tree_days: list[int] = field(default_factory=list)  # 1-based, one per player who planted
 
     def __post_init__(self) -> None:
         if not self.minted_by_day:
             self.minted_by_day = [0] * self.days
             self.gathered_by_day = [0] * self.days
+            self.collected_by_day = [0] * self.days
+            self.stolen_by_day = [0] * self.days
+            self.expired_by_day = [0] * self.days
 
     def add(self, other: PersonaTotals) -> None:
         for name in (
@@ -164,6 +170,9 @@ class PersonaTotals:
         for day in range(self.days):
             self.minted_by_day[day] += other.minted_by_day[day]
             self.gathered_by_day[day] += other.gathered_by_day[day]
+            self.collected_by_day[day] += other.collected_by_day[day]
+            self.stolen_by_day[day] += other.stolen_by_day[day]
+            self.expired_by_day[day] += other.expired_by_day[day]
         self.first_tree_days += other.first_tree_days
 
 
@@ -548,13 +557,13 @@ class _Community:
             for minute, _, _, player, day_of, collect, steal, pick in waiting[:split]:
                 self._session(player, day_of, minute, collect, steal, pick)
             waiting = waiting[split:]
-            self._expire(cutoff)
+            self._expire(cutoff, day)
             if day % 7 == 6:
                 self._tidy()
         for minute, _, _, player, day_of, collect, steal, pick in waiting:
             self._session(player, day_of, minute, collect, steal, pick)
         end = max(self.rt.midnight(tz, start + timedelta(days=days)) for tz in self._zones)
-        self._expire(end)
+        self._expire(end, days - 1)
         return self._finish()
 
     def _schedule(self, persona: _Persona, day: int, today: date) -> _DaySchedule:
@@ -778,8 +787,9 @@ class _Community:
             player.live = keep
             player.next_ripe = next_ripe
             totals.collected_own_g += gathered
+            totals.collected_by_day[day] += gathered
         if steal and self.rt.stealing:
-            gathered += self._steal(player, now)
+            gathered += self._steal(player, day, now)
         player.balance += gathered
         totals.gathered_by_day[day] += gathered
         spec = self.personas[player.persona].spec
@@ -792,7 +802,7 @@ class _Community:
         if pick is not None and player.friends:
             self._water(player, day, now, spec, pick)
 
-    def _steal(self, player: _Player, now: int) -> int:
+    def _steal(self, player: _Player, day: int, now: int) -> int:
         """Take from every friend's ripe, stealable balls not taken from yet."""
         rt, me, draw = self.rt, player.index, self.draws.random
         takes, most_of, random_takes = rt.takes, rt.most, rt.random_takes
@@ -830,7 +840,9 @@ class _Community:
             if lost:
                 self.totals[friend.persona].lost_to_friends_g += lost
                 taken += lost
-        self.totals[player.persona].taken_from_friends_g += taken
+        totals = self.totals[player.persona]
+        totals.taken_from_friends_g += taken
+        totals.stolen_by_day[day] += taken
         return taken
 
     def _water(
@@ -858,8 +870,9 @@ class _Community:
 
     # --- time passing -------------------------------------------------------------------------
 
-    def _expire(self, until: int) -> None:
-        """Balls whose expiry has come lose what is left in them."""
+    def _expire(self, until: int, day: int) -> None:
+        """Balls whose expiry has come lose what is left in them (counted on ``day``, the
+        round of the run in which they expired)."""
         last_hour = until // 60
         for hour in sorted(h for h in self._buckets if h <= last_hour):
             balls = self._buckets.pop(hour)
@@ -868,7 +881,9 @@ class _Community:
                 if ball.expires > until:
                     later.append(ball)
                 elif ball.remaining > 0:
-                    self.totals[ball.owner].expired_g += ball.remaining
+                    owner = self.totals[ball.owner]
+                    owner.expired_g += ball.remaining
+                    owner.expired_by_day[day] += ball.remaining
                     ball.remaining = 0
             if later:
                 self._buckets[hour] = later

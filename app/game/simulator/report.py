@@ -90,6 +90,9 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
         },
         "series": {
             "energy_per_day_g": [_grams(g / players) for g in totals.minted_by_day],
+            "collected_per_day_g": [_grams(g / players) for g in totals.collected_by_day],
+            "stolen_per_day_g": [_grams(g / players) for g in totals.stolen_by_day],
+            "expired_per_day_g": [_grams(g / players) for g in totals.expired_by_day],
             "gathered_cumulative_g": cumulative,
         },
     }
