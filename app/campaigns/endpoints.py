@@ -49,7 +49,7 @@ async def get_campaign(
     response_model=DonationCreated,
     responses={409: {"description": "insufficient_energy, not_active or limit_reached"}},
 )
-async def donate(
+async def donate_to_campaign(
     campaign_id: str,
     payload: DonateIn,
     principal: CurrentPrincipal,
