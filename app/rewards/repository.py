@@ -263,6 +263,18 @@ class RewardsRepository:
         )
         return [r["id"] for r in rows]
 
+    async def lock_users_of(self, redemption_ids: Sequence[uuid.UUID]) -> None:
+        """Lock the balances refunds will credit, in id order, before any reward's row: a
+        batch holding one reward while waiting for a user a redemption holds (who waits for
+        that reward) would deadlock."""
+        await self.session.execute(
+            text(
+                "SELECT id FROM users WHERE id IN (SELECT user_id FROM redemptions "
+                "WHERE id = ANY(CAST(:ids AS uuid[]))) ORDER BY id FOR NO KEY UPDATE"
+            ),
+            {"ids": list(redemption_ids)},
+        )
+
     # --- privacy and stats --------------------------------------------------------------------
 
     async def forget_codes_of(self, user_id: uuid.UUID) -> None:

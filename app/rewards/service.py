@@ -381,7 +381,10 @@ async def expire_overdue(session: AsyncSession, now: datetime, rules_version: in
     partner (``reward.expired``) so it does not deliver afterwards. How many."""
     repo = RewardsRepository(session)
     expired = 0
-    for redemption_id in await repo.overdue(now, OVERDUE_BATCH):
+    due = await repo.overdue(now, OVERDUE_BATCH)
+    if due:
+        await repo.lock_users_of(due)  # users before rewards, as every redemption locks them
+    for redemption_id in due:
         row = await fail_and_refund(session, redemption_id, TIMEOUT_REASON, rules_version, now)
         await webhooks.enqueue(
             PlantingRepository(session),
