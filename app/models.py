@@ -2,9 +2,17 @@
 
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.admin.audit import AuditEntry
+from app.campaigns.models import Campaign, CampaignDonation, CampaignDonor
 from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
-from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
+from app.energy.models import (
+    Activity,
+    CapCounter,
+    CarbonMonth,
+    EnergyBall,
+    LedgerEntry,
+    StepDay,
+)
 from app.game.feed.models import FeedItem
 from app.game.models import (
     BallSteal,
@@ -28,6 +36,7 @@ from app.planting.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from app.rewards.models import Redemption, Reward, RewardCode
 from app.rules.models import RulesVersion
 
 __all__ = [
@@ -36,7 +45,11 @@ __all__ = [
     "AuthSession",
     "BallSteal",
     "Block",
+    "Campaign",
+    "CampaignDonation",
+    "CampaignDonor",
     "CapCounter",
+    "CarbonMonth",
     "CatalogItem",
     "CollectedScore",
     "EnergyBall",
@@ -56,8 +69,11 @@ __all__ = [
     "RainDay",
     "RainGrant",
     "RainSession",
+    "Redemption",
     "RefreshToken",
     "ReviveDay",
+    "Reward",
+    "RewardCode",
     "RulesVersion",
     "StepDay",
     "User",

@@ -2,7 +2,7 @@
 sessions, plays and grants, and groves (joint planting) with members and invitations
 
 Revision ID: 5919ce31ad14
-Revises: b16c7d8e9fa4
+Revises: c27d8e9fa0b5
 Create Date: 2026-12-07 04:00:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from sqlalchemy.dialects import postgresql
 
 revision: str = "5919ce31ad14"
-down_revision: str | None = "b16c7d8e9fa4"
+down_revision: str | None = "c27d8e9fa0b5"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

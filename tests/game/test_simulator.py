@@ -249,7 +249,8 @@ class TestEconomy:
             out_of_balls = t["collected_own"] + t["lost_to_friends"] + t["expired"]
             assert into_balls == out_of_balls + t["live_at_end"], name
             gathered = t["collected_own"] + t["taken_from_friends"] + t["rain"]
-            assert gathered - t["watering_given"] - t["planted"] == t["balance_at_end"], name
+            spent = t["watering_given"] + t["planted"] + t["redeemed"]
+            assert gathered - spent == t["balance_at_end"], name
         everyone = report["personas"].values()
         assert sum(s["totals_g"]["taken_from_friends"] for s in everyone) == sum(
             s["totals_g"]["lost_to_friends"] for s in everyone
@@ -393,6 +394,49 @@ class TestEconomy:
         assert walker["days_to_first_saxaul"] == 62
         assert walker["saxauls_per_player"] == 1
         assert walker["totals_g"]["planted"] == 4 * 17_900
+
+
+class TestRewards:
+    REDEEMER = {
+        "steps": 20000,
+        "friends": [0, 0],
+        "sessions": [{"at": "21:00"}],
+        "plants": False,
+        "redeems": {"cost_g": 100, "per_day": 3},
+    }
+
+    def test_a_redeemer_spends_within_the_rules_daily_ceiling(self) -> None:
+        free = run(specs=personas(redeemer=self.REDEEMER), players=4, days=10)
+        capped = run(
+            rules_with(rewards={"daily_limit_g": 200}),
+            specs=personas(redeemer=self.REDEEMER),
+            players=4,
+            days=10,
+        )
+        spent, held = free["personas"]["redeemer"], capped["personas"]["redeemer"]
+        # 296 g a day from day 2: two rewards a day fit the balance, and the ceiling allows two
+        assert spent["totals_g"]["redeemed"] > 0
+        assert max(held["series"]["redeemed_per_day_g"]) <= 200
+        assert held["totals_g"]["redeemed"] <= spent["totals_g"]["redeemed"]
+        assert held["redemptions_refused"] > 0 and spent["redemptions_refused"] == 0
+        t = held["totals_g"]
+        assert t["collected_own"] - t["redeemed"] == t["balance_at_end"]
+
+    def test_no_redemptions_when_the_rules_switch_rewards_off(self) -> None:
+        off = run(
+            rules_with(rewards={"enabled": False}),
+            specs=personas(redeemer=self.REDEEMER),
+            players=4,
+            days=10,
+        )
+        redeemer = off["personas"]["redeemer"]
+        assert redeemer["totals_g"]["redeemed"] == 0 and redeemer["redemptions_refused"] > 0
+
+    def test_the_builtin_mix_has_a_redeemer_who_spends(self) -> None:
+        assert default_personas()["redeemer"].redeems is not None
+        report = run(players=200, days=30)
+        assert report["personas"]["redeemer"]["redemptions_per_player"] > 0
+        assert report["personas"]["walker"]["totals_g"]["redeemed"] == 0
 
 
 class TestMedianDays:

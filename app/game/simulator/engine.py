@@ -63,6 +63,7 @@ from app.game.simulator.personas import (
     STEP_GRANULARITY,
     ActivitySpec,
     PersonaSpec,
+    RedeemSpec,
     SessionSpec,
     default_personas,
 )
@@ -135,6 +136,9 @@ class PersonaTotals:
     expired_g: int = 0
     live_at_end_g: int = 0  # still in balls when the run ended
     water_given_g: int = 0
+    redeemed_g: int = 0  # spent on rewards
+    redemptions: int = 0
+    redemptions_refused: int = 0  # wanted, but the rules' daily ceiling (or enabled) said no
     trees: int = 0
     balance_at_end_g: int = 0
     capped_player_days: int = 0
@@ -150,6 +154,7 @@ class PersonaTotals:
     collected_by_day: list[int] = field(default_factory=list)  # own collects, by day
     stolen_by_day: list[int] = field(default_factory=list)  # taken from friends, by day
     expired_by_day: list[int] = field(default_factory=list)  # lost to expiry, by day
+    redeemed_by_day: list[int] = field(default_factory=list)  # spent on rewards, by day
     first_tree_days: list[int] = field(default_factory=list)  # 1-based, one per player who planted
 
     def __post_init__(self) -> None:
@@ -159,6 +164,7 @@ class PersonaTotals:
             self.collected_by_day = [0] * self.days
             self.stolen_by_day = [0] * self.days
             self.expired_by_day = [0] * self.days
+            self.redeemed_by_day = [0] * self.days
 
     def add(self, other: PersonaTotals) -> None:
         for name in (
@@ -171,6 +177,9 @@ class PersonaTotals:
             "expired_g",
             "live_at_end_g",
             "water_given_g",
+            "redeemed_g",
+            "redemptions",
+            "redemptions_refused",
             "trees",
             "balance_at_end_g",
             "capped_player_days",
@@ -191,6 +200,7 @@ class PersonaTotals:
             self.collected_by_day[day] += other.collected_by_day[day]
             self.stolen_by_day[day] += other.stolen_by_day[day]
             self.expired_by_day[day] += other.expired_by_day[day]
+            self.redeemed_by_day[day] += other.redeemed_by_day[day]
         self.first_tree_days += other.first_tree_days
 
 
@@ -267,6 +277,8 @@ class _RulesRuntime:
         self.revive_share = revive.reviver_share
         self.rain_plays = rain.plays_per_day if rain.enabled else 0
         self.rain_max = rain.max_g_per_play
+        self.rewards = rules.rewards.enabled
+        self.rewards_daily_g = rules.rewards.daily_limit_g  # 0: no ceiling
         self.evaluations: dict[tuple[Any, ...], _Evaluation | Outcome] = {}
         self.capped: dict[tuple[Any, ...], _Capped] = {}
         self.times: dict[tuple[Any, ...], _Times | None] = {}
@@ -487,6 +499,7 @@ class _Player:
         "next_ripe",
         "persona",
         "rained",
+        "redeemed",
         "revived",
         "trees",
         "watered",
@@ -507,6 +520,7 @@ class _Player:
         self.trees = 0
         self.first_tree_day: int | None = None
         self.capped_days = 0
+        self.redeemed = (-1, 0, 0)  # (day, rewards, grams) redeemed that day
 
 
 @dataclass(frozen=True)
@@ -854,6 +868,8 @@ class _Community:
         player.balance += gathered
         totals.gathered_by_day[day] += gathered
         spec = self.personas[player.persona].spec
+        if spec.redeems is not None:
+            self._redeem(player, day, spec.redeems)
         if spec.plants and player.balance >= SAXAUL_G:
             planted = player.balance // SAXAUL_G
             player.balance -= planted * SAXAUL_G
@@ -862,6 +878,25 @@ class _Community:
                 player.first_tree_day = day + 1
         if pick is not None and player.friends:
             self._water(player, day, now, spec, pick)
+
+    def _redeem(self, player: _Player, day: int, wants: RedeemSpec) -> None:
+        """Spend on rewards as ``wants`` says, within the rules' ``[rewards]`` (the service's
+        ``rewards.daily_limit_g`` ceiling per day; nothing when rewards are off)."""
+        totals = self.totals[player.persona]
+        seen, count, grams = player.redeemed
+        if seen != day:
+            count, grams = 0, 0
+        while count < wants.per_day and player.balance - wants.cost_g >= wants.keep_g:
+            ceiling = self.rt.rewards_daily_g
+            if not self.rt.rewards or (ceiling and grams + wants.cost_g > ceiling):
+                totals.redemptions_refused += 1
+                break
+            player.balance -= wants.cost_g
+            count, grams = count + 1, grams + wants.cost_g
+            totals.redemptions += 1
+            totals.redeemed_g += wants.cost_g
+            totals.redeemed_by_day[day] += wants.cost_g
+        player.redeemed = (day, count, grams)
 
     def _steal(self, player: _Player, day: int, now: int) -> int:
         """Take from every friend's ripe, stealable balls not taken from yet."""

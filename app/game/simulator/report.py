@@ -69,6 +69,9 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
         "revived_back_per_day_g": _grams(totals.revived_back_g / player_days),
         "revive_share_per_day_g": _grams(totals.revive_share_g / player_days),
         "revives_per_day": round(totals.revives / player_days, 3),
+        "redeemed_per_day_g": _grams(totals.redeemed_g / player_days),
+        "redemptions_per_player": round(totals.redemptions / players, 3),
+        "redemptions_refused": totals.redemptions_refused,
         "caps": {
             kind: {
                 "events": k.events,
@@ -90,6 +93,7 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
             "live_at_end": totals.live_at_end_g,
             "watering_given": totals.water_given_g,
             "planted": totals.trees * SAXAUL_G,
+            "redeemed": totals.redeemed_g,
             "balance_at_end": totals.balance_at_end_g,
             "revived_back": totals.revived_back_g,
             "revive_share": totals.revive_share_g,
@@ -100,6 +104,7 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
             "collected_per_day_g": [_grams(g / players) for g in totals.collected_by_day],
             "stolen_per_day_g": [_grams(g / players) for g in totals.stolen_by_day],
             "expired_per_day_g": [_grams(g / players) for g in totals.expired_by_day],
+            "redeemed_per_day_g": [_grams(g / players) for g in totals.redeemed_by_day],
             "gathered_cumulative_g": cumulative,
         },
     }
@@ -200,6 +205,7 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("taken / day", "taken_from_friends_per_day_g", _g),
     ("expired / day", "expired_per_day_g", _g),
     ("cap-hit days", "cap_hit_rate", _pct),
+    ("rewards / day", "redeemed_per_day_g", _g),
 ]
 
 
