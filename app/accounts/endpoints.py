@@ -161,6 +161,7 @@ async def erase_me(
     request: Request,
     session: SessionDep,
     clock: ClockDep,
+    rules: RulesDep,
     background: BackgroundTasks,
     payload: EraseIn | None = None,
 ) -> Response:
@@ -173,6 +174,6 @@ async def erase_me(
     elif now.timestamp() - request.state.principal.auth_time > FRESH_TOKEN.total_seconds():
         # a sign-in with the password, not a refresh: a stolen refresh token cannot erase
         raise ReauthenticationRequired()
-    await privacy.erase(session, user.id, now)
+    await privacy.erase(session, user.id, now, rules.version)
     background.add_task(forget_on_boards, request.app.state.redis, user.id)
     return Response(status_code=204)

@@ -177,8 +177,16 @@ _ERASE: Sequence[str] = (
 )
 
 
-async def erase(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int:
-    """Erase a person (see the module docstring). Returns how many grams expired with them."""
+async def erase(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, rules_version: int
+) -> int:
+    """Erase a person (see the module docstring). Returns how many grams expired with them.
+
+    Energy another domain holds for the person (an open grove's contributions) comes back to
+    their balance first, booked under ``rules_version``, so nothing of theirs stays in a
+    shared pot under a member who no longer exists."""
+    for release in RELEASE_EXTENSIONS:
+        await release(session, user_id, now, rules_version)
     grams = await expire_all_of(session, user_id, now)
     for extend in ERASE_EXTENSIONS:
         await extend(session, user_id, now)
@@ -193,6 +201,8 @@ async def erase(session: AsyncSession, user_id: uuid.UUID, now: datetime) -> int
 # Domains with personal data of their own (planting) add to the export and the erasure here.
 EXPORT_EXTENSIONS: list[Any] = []
 ERASE_EXTENSIONS: list[Any] = []
+# ... and give back energy they hold on the person's behalf, before anything is erased
+RELEASE_EXTENSIONS: list[Any] = []
 
 
 async def purge_raw_details(session: AsyncSession, now: datetime, retention: timedelta) -> int:

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.accounts.privacy import ERASE_EXTENSIONS, EXPORT_EXTENSIONS
-from app.planting.groves.service import list_mine
+from app.accounts.privacy import ERASE_EXTENSIONS, EXPORT_EXTENSIONS, RELEASE_EXTENSIONS
+from app.planting.groves.service import leave_all_open, list_mine
 from app.planting.repository import PlantingRepository
 from app.planting.service import planting_out
 
@@ -47,3 +47,15 @@ async def export_groves(session: AsyncSession, user_id: uuid.UUID) -> dict[str, 
 
 if export_groves not in EXPORT_EXTENSIONS:
     EXPORT_EXTENSIONS.append(export_groves)
+
+
+async def release_groves(
+    session: AsyncSession, user_id: uuid.UUID, now: datetime, rules_version: int
+) -> None:
+    """An erased person leaves their open groves: what they put in comes back to their
+    balance (which stays, anonymous, with their ledger); the others keep planting."""
+    await leave_all_open(session, user_id, rules_version, now)
+
+
+if release_groves not in RELEASE_EXTENSIONS:
+    RELEASE_EXTENSIONS.append(release_groves)

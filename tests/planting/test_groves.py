@@ -11,7 +11,7 @@ import httpx
 from fastapi import FastAPI
 
 from tests.energy.conftest import ledger_ok
-from tests.helpers import Player, assert_problem, register
+from tests.helpers import PASSWORD, Player, assert_problem, register
 from tests.planting.conftest import add_item, create_ngo, cut_orders, fund, scalar
 from tests.social.helpers_social import balance, befriend, feed, swap_rules
 
@@ -184,6 +184,36 @@ class TestGrove:
         assert (entries[0]["reason"], entries[0]["amount_g"]) == ("grove_refund", 3_000)
         report = await ledger_ok(client, admin_headers)
         assert report["totals"]["in_groves_g"] == 0 and report["totals"]["burned_g"] == 0
+
+    async def test_an_erased_member_leaves_with_their_share_and_the_grove_goes_on(
+        self,
+        client: httpx.AsyncClient,
+        app: FastAPI,
+        admin_headers: dict[str, str],
+    ) -> None:
+        item = await saxaul(client, admin_headers)
+        alice, bob, carol = [await register(client, h) for h in ("alice", "bob", "carol")]
+        for player, grams in ((alice, 5_000), (bob, 3_000), (carol, 20_000)):
+            await fund(app, player.id, grams)
+        grove = await grove_with(client, item, alice, bob, carol)
+        await contribute(client, alice, grove["id"], 4_000)
+        await contribute(client, bob, grove["id"], 3_000)
+        # alice (the owner) erases her account: her 4,000 g leave the grove with her
+        erased = await client.request(
+            "DELETE", "/v1/me", json={"password": PASSWORD}, headers=alice.headers
+        )
+        assert erased.status_code == 204, erased.text
+        shown = (await client.get(f"/v1/groves/{grove['id']}", headers=bob.headers)).json()
+        assert shown["raised_g"] == 3_000 and shown["owner_id"] in {bob.id, carol.id}
+        assert alice.id not in {m["user_id"] for m in shown["members"]}
+        assert await scalar(app, f"SELECT balance_g FROM users WHERE id = '{alice.id}'") == 5_000
+        report = await ledger_ok(client, admin_headers)
+        assert report["totals"]["in_groves_g"] == 3_000
+        # the others still plant it together, without her
+        last = await contribute(client, carol, grove["id"], 20_000)
+        assert last.json()["contributed_g"] == SAXAUL_G - 3_000
+        assert last.json()["grove"]["status"] == "planted"
+        assert (await ledger_ok(client, admin_headers))["totals"]["in_groves_g"] == 0
 
     async def test_a_cancelled_order_gives_each_member_their_share_back(
         self,

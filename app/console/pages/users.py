@@ -186,7 +186,7 @@ async def erase_user(
             request, operator, db, rules, clock, uid, status=422, problem=problem, form="erase"
         )
     now = clock.now()
-    grams = await privacy.erase(db, uid, now)
+    grams = await privacy.erase(db, uid, now, rules.version)
     await audit.record(
         db,
         action="user.erased",

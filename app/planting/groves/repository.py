@@ -153,6 +153,15 @@ class GroveRepository:
         assert row is not None
         return int(row["n"])
 
+    async def open_grove_ids_of(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """The open groves a user is a member of, in id order (the order groves are locked)."""
+        rows = await self._rows(
+            "SELECT g.id FROM grove_members m JOIN groves g ON g.id = m.grove_id "
+            "WHERE m.user_id = :u AND g.status = 'open' ORDER BY g.id",
+            {"u": user_id},
+        )
+        return [row["id"] for row in rows]
+
     async def take_budget_unit(self, item_id: uuid.UUID, now: datetime) -> RowMapping | None:
         """One unit of the item's budget for a new grove, checked in the same statement."""
         return await self._row(

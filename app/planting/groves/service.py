@@ -246,10 +246,27 @@ async def leave(
     if grove["status"] != "open":
         raise GroveClosed(f"This grove is {grove['status']}: nothing to take back")
     held = int(membership["contributed_g"])
+    balance_g = await _leave(repo, grove, me, held, rules.version, now)
+    if balance_g is None:
+        balance_g = await _balance(session, me)
+    return LeftOut(refunded_g=held, balance_g=balance_g)
+
+
+async def _leave(
+    repo: GroveRepository,
+    grove: RowMapping,
+    me: uuid.UUID,
+    held: int,
+    version: int,
+    now: datetime,
+) -> int | None:
+    """Take a member out of a locked, open grove, refunding what they hold; returns their new
+    balance when a refund was booked."""
+    grove_id = grove["id"]
     balance_g = None
     if held > 0:
         balance_g = await repo.refund(
-            grove_id=grove_id, me=me, amount_g=held, version=rules.version, now=now
+            grove_id=grove_id, me=me, amount_g=held, version=version, now=now
         )
     await repo.remove_member(grove_id, me)
     await repo.set_members(grove_id, -1, now)
@@ -258,9 +275,23 @@ async def leave(
         await repo.return_budget_unit(grove["item_id"], now)
     elif grove["owner_id"] == me:
         await repo.hand_over(grove_id, now)
-    if balance_g is None:
-        balance_g = await _balance(session, me)
-    return LeftOut(refunded_g=held, balance_g=balance_g)
+    return balance_g
+
+
+async def leave_all_open(session: AsyncSession, me: uuid.UUID, version: int, now: datetime) -> int:
+    """Take a person out of every open grove they are in (erasure), refunding each
+    contribution to their balance; returns the grams given back."""
+    repo = GroveRepository(session)
+    refunded = 0
+    for grove_id in await repo.open_grove_ids_of(me):
+        grove = await repo.lock(grove_id)
+        membership = await repo.membership(grove_id, me)
+        if grove is None or membership is None or grove["status"] != "open":
+            continue  # planted or left in the meantime
+        held = int(membership["contributed_g"])
+        await _leave(repo, grove, me, held, version, now)
+        refunded += held
+    return refunded
 
 
 async def _balance(session: AsyncSession, me: uuid.UUID) -> int:
