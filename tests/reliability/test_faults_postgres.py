@@ -76,9 +76,7 @@ async def hold_user_row(dsn: str, user_id: str) -> asyncpg.Connection:
     """A transaction holding the user's row lock (the app's statements queue behind it)."""
     conn = await asyncpg.connect(dsn)
     await conn.execute("BEGIN")
-    await conn.execute(
-        "UPDATE users SET updated_at = updated_at WHERE id = $1", uuid.UUID(user_id)
-    )
+    await conn.execute("UPDATE users SET updated_at = updated_at WHERE id = $1", uuid.UUID(user_id))
     return conn
 
 
@@ -191,9 +189,7 @@ class TestPostgresRestarted:
             for n, p in enumerate(players):
                 key = {"Idempotency-Key": f"r{round_}-{n}"}
                 calls += [
-                    client.post(
-                        "/v1/plantings", json={"item_id": item}, headers=p.headers | key
-                    ),
+                    client.post("/v1/plantings", json={"item_id": item}, headers=p.headers | key),
                     client.get("/v1/forest", headers=p.headers),
                     client.get("/v1/plantings", headers=p.headers),
                     client.get("/v1/me", headers=p.headers),
@@ -223,7 +219,9 @@ class TestPostgresRestarted:
         # the pools still hold connections the restart killed: none of them may fail a request
         for attempt in range(3):
             after = await asyncio.gather(*requests(100 + attempt))
-            failures = [(r.request.url.path, r.status_code, r.text) for r in after if r.status_code >= 400]
+            failures = [
+                (r.request.url.path, r.status_code, r.text) for r in after if r.status_code >= 400
+            ]
             assert not failures, failures
         # a login revoked now is refused at once: the revocation listener came back too
         await ledger_ok(client)
