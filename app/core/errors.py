@@ -173,6 +173,10 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
             return True  # "connection is closed", "pool is closed"
+        if isinstance(e, asyncpg.InternalClientError) and "another operation" in str(e):
+            return True  # the server ended the connection while it was idle (a terminated
+            # backend's last message put its protocol mid-error) and it was used before the
+            # close was seen
         state = getattr(e, "sqlstate", None)
         if isinstance(state, str) and (
             state in _TRANSIENT_SQLSTATES or state.startswith(_TRANSIENT_SQLSTATE_CLASSES)
@@ -180,8 +184,24 @@ def is_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(e, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
             return True
-        if isinstance(e, OSError):  # refused, reset, broken pipe, connect timeout
+        if isinstance(e, OSError) and (
+            isinstance(e, ConnectionError | TimeoutError) or _raised_by_a_client(e)
+        ):
+            return True  # refused, reset, broken pipe, a unix socket gone, a connect timeout
+    return False
+
+
+_CLIENTS = ("asyncpg", "redis", "sqlalchemy")
+
+
+def _raised_by_a_client(exc: BaseException) -> bool:
+    """Raised from inside the PostgreSQL or Redis client (connecting, reading, writing) — not,
+    say, a file the code failed to open, which is a bug or a misconfiguration."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_CLIENTS):
             return True
+        tb = tb.tb_next
     return False
 
 
