@@ -102,7 +102,10 @@ class TestStopBetweenJobs:
         worker = Worker(
             app.state.sessionmaker,
             clock,
-            [Job("first", timedelta(minutes=1), first), Job("second", timedelta(minutes=1), second)],
+            [
+                Job("first", timedelta(minutes=1), first),
+                Job("second", timedelta(minutes=1), second),
+            ],
         )
         await worker.run_forever()  # returns: stopped
         assert ran == ["first finished"]
