@@ -223,7 +223,20 @@ class TestPostgresRestarted:
                 (r.request.url.path, r.status_code, r.text) for r in after if r.status_code >= 400
             ]
             assert not failures, failures
-        # a login revoked now is refused at once: the revocation listener came back too
+        # a login revoked by another process after the restart is refused here within a second
+        # or so: the revocation listener (or its poll) reconnected too
+        conn = await asyncpg.connect(private_pg.dsn)
+        try:
+            await conn.execute(
+                "UPDATE auth_sessions SET revoked_at = now() WHERE user_id = $1",
+                uuid.UUID(players[0].id),
+            )
+        finally:
+            await conn.close()
+        deadline = time.monotonic() + 5
+        while (await client.get("/v1/me", headers=players[0].headers)).status_code != 401:
+            assert time.monotonic() < deadline, "a revoked login still accepted after the restart"
+            await asyncio.sleep(0.1)
         await ledger_ok(client)
 
 
