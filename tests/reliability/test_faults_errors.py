@@ -7,12 +7,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import redis.asyncio
 import sqlalchemy.exc
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.errors import is_unavailable
+from app.core.redis import create_redis
 from tests.processes import free_port
 from tests.reliability.servers import PrivatePostgres
 
@@ -73,7 +73,7 @@ class TestWhatCountsAsUnavailable:
         assert isinstance(exc, asyncpg.DeadlockDetectedError) and is_unavailable(exc)
 
     async def test_redis_gone_is_unavailable(self) -> None:
-        client = redis.asyncio.Redis(port=free_port(), socket_connect_timeout=0.5)
+        client = create_redis(f"redis://127.0.0.1:{free_port()}/0")  # the app's own client
         try:
             exc = await _raised(client.ping())
         finally:
