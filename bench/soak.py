@@ -313,6 +313,10 @@ def summarize(
         "p99_ms": round(quantile(all_ms, 0.99), 1),
         "p99_steady_ms": round(quantile(steady_ms, 0.99), 1),
         "p99_storm_ms": round(quantile(storm_ms, 0.99), 1),
+        "p99_by_op_ms": {
+            op: round(quantile([d.ms for d in done if d.op == op and not d.storm], 0.99), 1)
+            for op in sorted({d.op for d in done})
+        },
         "storms_at_s": storms,
         "warm_up_s": warm,
         "rss_mb": [(round(t, 1), round(r / 2**20, 1)) for t, r in rss],
@@ -506,6 +510,7 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
     if summary["error_kinds"]:
         print(f"  errors: {summary['error_kinds']}")
         print(f"  socket errors: {summary['socket_errors']}")
+    print(f"  steady p99 by operation (ms): {summary['p99_by_op_ms']}")
     print(f"  4xx refusals (business rules, not errors): {summary['refused_4xx']}")
     print(f"  (written to {path.relative_to(context.ROOT)} and {png})")
     return 0 if all(met.values()) else 1
