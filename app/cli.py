@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from app.config import get_settings
@@ -128,7 +129,10 @@ def serve(
         if workers > 1:
             _Supervisor(config, sockets=[config.bind_socket()]).run()
         else:
-            uvicorn.Server(config).run()
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:  # the port taken, the app failing to start: as uvicorn.run
+                raise typer.Exit(STARTUP_FAILURE)
     finally:
         services.stop_embedded()
         if own_metrics_dir is not None:
