@@ -242,3 +242,32 @@ def _until_refused(base: str, timeout: float = 10) -> None:
             pass
         time.sleep(0.05)
     raise AssertionError("canopy serve still accepting connections after SIGTERM")
+
+
+class TestStartupFailure:
+    def test_one_worker_that_cannot_start_exits_non_zero(
+        self, test_servers: TestServers, tmp_path: Path
+    ) -> None:
+        """``canopy serve`` runs uvicorn's server itself (to close the listener at SIGTERM):
+        an app that fails to start (here: an unmigrated database) must still fail the process,
+        so a supervisor or container runtime sees it."""
+        empty = fresh_database(test_servers, "canopy_unmigrated")
+        try:
+            env = clean_env(
+                CANOPY_DATABASE_URL=empty,
+                CANOPY_REDIS_URL=test_servers.redis_url,
+                CANOPY_DATA_DIR=str(tmp_path / "data"),
+                CANOPY_JWT_SECRET=JWT_SECRET,
+                CANOPY_LOG_FORMAT="text",
+            )
+            done = subprocess.run(
+                [CANOPY, "serve", "--port", str(free_port()), "--workers", "1", "--no-migrate"],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=90,
+            )
+        finally:
+            drop_database(test_servers, empty)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "Application startup failed" in done.stdout + done.stderr
