@@ -13,6 +13,8 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
+from uvicorn.supervisors import Multiprocess
 
 from app.config import get_settings
 from app.core import migrate as migrations
@@ -113,7 +115,7 @@ def serve(
             err=True,
         )
         _exit_cleanly_on_signals()
-        uvicorn.run(
+        config = uvicorn.Config(
             "app.main:app_factory",
             factory=True,
             host=host,
@@ -124,10 +126,30 @@ def serve(
             server_header=False,
             timeout_graceful_shutdown=graceful_timeout or None,
         )
+        if workers > 1:
+            _Supervisor(config, sockets=[config.bind_socket()]).run()
+        else:
+            server = uvicorn.Server(config)
+            server.run()
+            if not server.started:  # the port taken, the app failing to start: as uvicorn.run
+                raise typer.Exit(STARTUP_FAILURE)
     finally:
         services.stop_embedded()
         if own_metrics_dir is not None:
             shutil.rmtree(own_metrics_dir, ignore_errors=True)
+
+
+class _Supervisor(Multiprocess):
+    """uvicorn's supervisor of worker processes, closing the listening socket as soon as it is
+    told to stop. uvicorn's own keeps it open until every worker has exited, so connections
+    made during a graceful shutdown would be accepted by the kernel into a backlog nobody
+    reads, then reset; closed at once, they are refused and the client (or load balancer)
+    goes elsewhere while the workers finish the requests they have."""
+
+    def terminate_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        super().terminate_all()
 
 
 def _prepare_metrics_dir() -> str | None:

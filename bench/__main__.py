@@ -1,5 +1,6 @@
 """``python -m bench [SCENARIO ...] [--quick] [--label NAME]`` runs the benchmark;
-``python -m bench chart BEFORE.json AFTER.json`` draws docs/performance-chart.png.
+``python -m bench chart BEFORE.json AFTER.json`` draws docs/performance-chart.png;
+``python -m bench soak [--minutes N]`` runs the S6 soak (bench/soak.py).
 
 Scenarios: S1 S1me S2 S3 S4 S5 FL (default: all, in that order). See bench/README.md.
 """
@@ -139,13 +140,18 @@ def main(argv: list[str]) -> int:
         from bench import chart
 
         return chart.main(argv[1:])
-    args = _parse(argv)
+    if argv[:1] == ["soak"]:
+        from bench import soak
+
+        job = soak.main(argv[1:])
+    else:
+        job = _run(_parse(argv))
     try:
         import uvloop
     except ImportError:
-        return asyncio.run(_run(args))
+        return asyncio.run(job)
     with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        return runner.run(_run(args))
+        return runner.run(job)
 
 
 if __name__ == "__main__":

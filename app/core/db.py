@@ -7,10 +7,12 @@ repositories only ``flush()``, so a request's ledger entries land together or no
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -34,15 +36,28 @@ def create_engine(
     """The process's engine, its pool sized by ``plan`` (default: an API process's share of
     ``CANOPY_DB_MAX_CONNECTIONS``)."""
     plan = plan or plan_api(settings)
-    return create_async_engine(
+    engine = create_async_engine(
         database_url,
         pool_size=plan.engine_pool_size,
         max_overflow=plan.engine_max_overflow,
-        # no pre-ping: on asyncpg it costs three round trips per checkout; dead connections are
-        # recycled instead, and a request that meets one fails once with a 500, not silently
+        # no pre-ping: on asyncpg it costs three round trips per checkout; a connection the
+        # server closed (a restart, a terminated backend) is noticed without one, at checkout
+        # (see _drop_closed), and one that dies under a statement answers 503 `unavailable`
         pool_recycle=1800,
         connect_args={"server_settings": {"application_name": "canopy", "timezone": "UTC"}},
     )
+    event.listen(engine.sync_engine.pool, "checkout", _drop_closed)
+    return engine
+
+
+def _drop_closed(dbapi_connection: Any, record: Any, proxy: Any) -> None:
+    """A pooled connection whose socket the server closed meanwhile (PostgreSQL restarted, or
+    the backend was terminated) is discarded at checkout and the pool hands out a fresh one:
+    asyncpg has already seen the connection end, so asking costs no round trip. Without this
+    the first request after a restart would meet the dead connection and fail."""
+    raw = getattr(dbapi_connection, "_connection", None)  # SQLAlchemy's asyncpg adapter
+    if raw is not None and raw.is_closed():
+        raise DisconnectionError("the server closed this pooled connection")
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -10,7 +10,10 @@ from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import asyncpg
 import orjson
+import redis.exceptions
+import sqlalchemy.exc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -105,8 +108,101 @@ class RateLimited(CanopyError):
         return {"Retry-After": str(self.retry_after)}
 
 
+#: what a 503 ``unavailable`` tells the client to wait before retrying
+RETRY_AFTER_SECONDS = 1
+
+
 class ServiceUnavailable(CanopyError):
+    """503 with ``Retry-After``: a dependency (PostgreSQL) is briefly unreachable, or a
+    transient conflict outlasted its retries. Nothing was changed; retrying (with the same
+    ``Idempotency-Key``) is safe."""
+
     status, code, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str | None = None, retry_after: int = RETRY_AFTER_SECONDS) -> None:
+        self.retry_after = max(1, retry_after)
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+# --- transient failures of PostgreSQL and Redis ----------------------------------------------
+
+# SQLSTATEs (and classes) that mean "the server is going away, starting, overloaded, or the
+# statement lost a race it may win next time" — never "your request is wrong"
+_TRANSIENT_SQLSTATES = frozenset(
+    {
+        "57P01",  # admin_shutdown: the backend was terminated (pg_terminate_backend, shutdown)
+        "57P02",  # crash_shutdown
+        "57P03",  # cannot_connect_now: starting up or shutting down
+        "57014",  # query_canceled (statement_timeout)
+        "53300",  # too_many_connections
+        "40P01",  # deadlock_detected, after the hot path's bounded retries
+        "40001",  # serialization_failure, likewise
+    }
+)
+_TRANSIENT_SQLSTATE_CLASSES = ("08",)  # connection_exception and its subclasses
+
+
+def _causes(exc: BaseException) -> list[BaseException]:
+    """``exc`` and what it wraps: SQLAlchemy's ``orig``, ``__cause__``, ``__context__``."""
+    seen: list[BaseException] = []
+    todo: list[BaseException | None] = [exc]
+    while todo and len(seen) < 16:
+        e = todo.pop()
+        if e is None or any(e is s for s in seen):
+            continue
+        seen.append(e)
+        orig = getattr(e, "orig", None)
+        todo += [orig if isinstance(orig, BaseException) else None, e.__cause__, e.__context__]
+    return seen
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True when ``exc`` says PostgreSQL or Redis is (briefly) unreachable, not that the
+    request or the code is wrong: a lost or refused connection, a terminated backend, a server
+    starting or stopping, a full pool, a deadlock or serialization failure that outlasted its
+    retries."""
+    for e in _causes(exc):
+        if isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated:
+            return True
+        if isinstance(e, sqlalchemy.exc.TimeoutError | sqlalchemy.exc.DisconnectionError):
+            return True  # no pooled connection within pool_timeout; a dead one at checkout
+        if isinstance(e, asyncpg.PostgresConnectionError):  # includes ConnectionDoesNotExist
+            return True
+        if isinstance(e, asyncpg.InterfaceError) and "closed" in str(e):
+            return True  # "connection is closed", "pool is closed"
+        if isinstance(e, asyncpg.InternalClientError) and "another operation" in str(e):
+            return True  # the server ended the connection while it was idle (a terminated
+            # backend's last message put its protocol mid-error) and it was used before the
+            # close was seen
+        state = getattr(e, "sqlstate", None)
+        if isinstance(state, str) and (
+            state in _TRANSIENT_SQLSTATES or state.startswith(_TRANSIENT_SQLSTATE_CLASSES)
+        ):
+            return True
+        if isinstance(e, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+            return True
+        if isinstance(e, OSError) and (
+            isinstance(e, ConnectionError | TimeoutError) or _raised_by_a_client(e)
+        ):
+            return True  # refused, reset, broken pipe, a unix socket gone, a connect timeout
+    return False
+
+
+_CLIENTS = ("asyncpg", "redis", "sqlalchemy")
+
+
+def _raised_by_a_client(exc: BaseException) -> bool:
+    """Raised from inside the PostgreSQL or Redis client (connecting, reading, writing) — not,
+    say, a file the code failed to open, which is a bug or a misconfiguration."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if str(tb.tb_frame.f_globals.get("__name__", "")).startswith(_CLIENTS):
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def problem_response(
@@ -184,7 +280,23 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     )
 
 
+async def _unavailable(request: Request, exc: Exception) -> Response:
+    """PostgreSQL or Redis failing under a request: 503 ``unavailable`` with ``Retry-After``
+    when the failure is transient (:func:`is_unavailable`), else the 500 of any bug."""
+    if not is_unavailable(exc):
+        return await _unhandled(request, exc)
+    logger.warning(
+        "request failed on an unavailable dependency: %s: %s",
+        type(exc).__name__,
+        str(exc).splitlines()[0] if str(exc) else "",
+    )
+    err = ServiceUnavailable("A database is briefly unavailable; retry after Retry-After seconds")
+    return problem_response(err.status, err.code, err.title, err.detail, headers=err.headers())
+
+
 async def _unhandled(request: Request, exc: Exception) -> Response:
+    if is_unavailable(exc):  # raised where the handlers below could not see its class
+        return await _unavailable(request, exc)
     logger.exception("unhandled error", exc_info=exc)
     return problem_response(
         500, "internal_error", "Internal server error", "Something went wrong on our side."
@@ -195,4 +307,14 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CanopyError, _canopy_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    # the families a lost or refused connection arrives as: answered inside the app (a 503, or
+    # the 500 of a bug), so the server never sees them as crashes of the application
+    for family in (
+        asyncpg.PostgresError,
+        asyncpg.InterfaceError,
+        sqlalchemy.exc.SQLAlchemyError,
+        redis.exceptions.RedisError,
+        OSError,
+    ):
+        app.add_exception_handler(family, _unavailable)
     app.add_exception_handler(Exception, _unhandled)

@@ -22,6 +22,8 @@ from typing import Annotated, Any, Generic, TypeVar
 import asyncpg
 from fastapi import Depends, Request
 
+from app.core.errors import ServiceUnavailable
+
 R = TypeVar("R")
 
 # the same rule as SQLAlchemy's text(): ":name" not preceded by ":" or a word character and not
@@ -31,6 +33,19 @@ _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 # PostgreSQL errors that mean "try the same statement again": deadlock_detected,
 # serialization_failure
 RETRYABLE = frozenset({"40P01", "40001"})
+
+
+class _NotSent(Exception):
+    pass
+
+
+def _not_sent(exc: Exception) -> bool:
+    """asyncpg refused the statement before writing a byte because the server had already ended
+    this pooled connection (its protocol is mid-error, or the connection is closed): safe to run
+    on another connection. Not asyncpg's other interface errors (bad arguments are bugs)."""
+    if isinstance(exc, asyncpg.InternalClientError):
+        return "another operation" in str(exc)
+    return type(exc) is asyncpg.InterfaceError and "closed" in str(exc)
 
 
 @dataclass(frozen=True)
@@ -67,7 +82,9 @@ class Statement(Generic[R]):
 class Pg:
     """The process's hot-path pool. ``fetch`` runs one statement in one round trip, retrying a
     deadlock or serialization failure a bounded number of times (the statement is atomic, so a
-    failed attempt changed nothing)."""
+    failed attempt changed nothing), and a statement refused before it was sent because its
+    pooled connection had been ended by the server. Past the bound the request answers 503
+    ``unavailable`` (:func:`app.core.errors.is_unavailable`)."""
 
     def __init__(self, pool: asyncpg.Pool, *, retries: int = 3) -> None:
         self.pool = pool
@@ -93,7 +110,20 @@ class Pg:
         args = stmt.args(params)
         for attempt in range(self.retries + 1):
             try:
-                records = await self.pool.fetch(stmt.compiled, *args)
+                async with self.pool.acquire() as conn:
+                    try:
+                        records = await conn.fetch(stmt.compiled, *args)
+                    except (asyncpg.InternalClientError, asyncpg.InterfaceError) as exc:
+                        if not _not_sent(exc):
+                            raise
+                        # the server ended this pooled connection (a restart, a terminated
+                        # backend) before asyncpg saw the socket close: drop it, try another
+                        conn.terminate()
+                        raise _NotSent from exc
+            except _NotSent as exc:
+                if attempt < self.retries:
+                    continue
+                raise ServiceUnavailable("PostgreSQL connections are being re-established") from exc
             except asyncpg.PostgresError as exc:
                 if getattr(exc, "sqlstate", None) in RETRYABLE and attempt < self.retries:
                     await asyncio.sleep(0.005 * (attempt + 1))

@@ -74,6 +74,8 @@ class Worker:
     async def run_due(self) -> None:
         now = self.clock.now()
         for job in self.jobs:
+            if self._stop.is_set():  # asked to stop: after the job in hand, not the whole round
+                return
             if self._next.get(job.name, now) > now:
                 continue
             self._next[job.name] = now + job.every
@@ -93,4 +95,6 @@ class Worker:
         logger.info("worker stopped")
 
     def stop(self) -> None:
+        """Stop between jobs: the job running now finishes (its transaction commits or rolls
+        back as a whole), no other starts."""
         self._stop.set()

@@ -75,3 +75,37 @@ class TestWorker:
         )
         await worker.run_due()
         assert ran == ["fine"]
+
+
+class TestStopBetweenJobs:
+    async def test_a_stop_during_a_job_lets_it_finish_and_starts_no_other(
+        self, app: FastAPI, clock: FrozenClock
+    ) -> None:
+        from datetime import datetime
+
+        from sqlalchemy.ext.asyncio import AsyncSession
+
+        from app.core.worker import Job
+
+        ran: list[str] = []
+        worker: Worker
+
+        async def first(session: AsyncSession, now: datetime) -> int:
+            worker.stop()  # SIGTERM arrives while this job runs
+            ran.append("first finished")
+            return 0
+
+        async def second(session: AsyncSession, now: datetime) -> int:
+            ran.append("second")
+            return 0
+
+        worker = Worker(
+            app.state.sessionmaker,
+            clock,
+            [
+                Job("first", timedelta(minutes=1), first),
+                Job("second", timedelta(minutes=1), second),
+            ],
+        )
+        await worker.run_forever()  # returns: stopped
+        assert ran == ["first finished"]
