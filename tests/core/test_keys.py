@@ -113,7 +113,14 @@ class TestEncryptionKeys:
             for column in table.columns
             if isinstance(column.type, LargeBinary)
         }
-        assert binary == {c.name for c in ENCRYPTED_COLUMNS}
+        assert binary - set(NOT_SECRET) == {c.name for c in ENCRYPTED_COLUMNS}
+
+
+# binary columns that hold nothing secret, so nothing to encrypt or rotate (with the reason)
+NOT_SECRET = {
+    "rain_sessions.seed": "the energy rain's random draw; every ball id it makes is handed "
+    "to the player when the play starts, and settling pays only those",
+}
 
 
 @contextlib.asynccontextmanager
