@@ -31,6 +31,7 @@ def main() -> int:
         "--check-every", type=int, default=1, help="the full ledger check every N steps"
     )
     parser.add_argument("--shrink-budget", type=int, default=60, help="replays the shrinker may use")
+    parser.add_argument("--stats", action="store_true", help="print what each run exercised")
     args = parser.parse_args()
 
     started: list[EmbeddedServer] = []
@@ -84,6 +85,9 @@ def main() -> int:
                         f"({took:.1f} s in all; full ledger check every {args.check_every})",
                         flush=True,
                     )
+                    if args.stats and outcome.stats:
+                        for name, count in sorted(outcome.stats.items()):
+                            print(f"  {name}: {count}")
     finally:
         drop_database(base, run_url)
         for server in reversed(started):

@@ -4,6 +4,7 @@ every answer with the reference model and checking the invariants after every st
 from __future__ import annotations
 
 import asyncio
+import collections
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -71,6 +72,7 @@ OFFSETS = (
     timedelta(minutes=10),  # in the future
 )
 MAX_USERS = 56
+PASSWORD = "correct horse battery"
 TREE_COST = 300
 BADGE_COST = 40
 BADGE_BUDGET = 5
@@ -122,6 +124,7 @@ class Driver:
         self.handles = 0
         self.steps_run = 0
         self.orders: dict[str, str] = {}  # order id → status
+        self.stats: collections.Counter[str] = collections.Counter()  # what the run exercised
 
     # --- plumbing ----------------------------------------------------------------------------------
 
@@ -227,6 +230,7 @@ class Driver:
             try:
                 self.model.now = self.clock.now()
                 await getattr(self, f"do_{step.name}")(*step.args)
+                self.stats[f"step {step.name}"] += 1
                 self.model.now = self.clock.now()
                 await self.check(
                     full=(index + 1) % self.full_check_every == 0 or index == len(steps) - 1
@@ -398,7 +402,7 @@ class Driver:
         tz, region = ZONES[a % len(ZONES)], REGIONS[b % len(REGIONS)]
         body: dict[str, Any] = {
             "handle": handle,
-            "password": "correct horse battery",
+            "password": PASSWORD,
             "timezone": tz,
         }
         if region:
@@ -498,7 +502,9 @@ class Driver:
         me = self.pick(self.live(), a)
         if me is None or len(self.live()) <= 4:
             return
-        self.expect(await self.call("DELETE", "/v1/me", me.token), 204)
+        self.expect(
+            await self.call("DELETE", "/v1/me", me.token, json={"password": PASSWORD}), 204
+        )
         for ball in m.own_balls(me.id):
             if ball.remaining > 0 and not ball.booked_expired:
                 m.expire_ball(ball)
@@ -531,6 +537,7 @@ class Driver:
     ) -> None:
         assert got["id"] == event["id"] and got["kind"] == event["kind"], (got, event)
         assert got["status"] == want["status"], (got, want, event)
+        self.stats[f"activity {want['status']} {want.get('reason') or ''}".strip()] += 1
         assert got["energy_g"] == want["energy_g"], (got, want, event)
         if want["status"] == "rejected":
             assert got["reason"] == want["reason"], (got, want)
@@ -647,6 +654,10 @@ class Driver:
         owner = m.users.get(old.user)
         if old.path == "/v1/activities" and (owner is None or owner.erased):
             return
+        if old.path == "/partner/v1/activities" and (owner is None or owner.erased):
+            r = await self.call("POST", old.path, old.token, json=old.body)
+            self.expect(r, 404, "not_found")
+            return
         recent = datetime.fromisoformat(old.reply["_at"]) > self.clock.now() - timedelta(hours=1)
         reply = {k: v for k, v in old.reply.items() if k != "_at"}
         if old.key and recent and mode % 3 == 1:
@@ -688,7 +699,8 @@ class Driver:
         m = self.model
         for day in m.due_step_days(user):
             user.minted_days.add(day)
-            grams = m.step_energy(user, day)
+            grams = user.step_g[day] = m.step_energy(user, day)
+            self.stats["step day minted"] += 1
             if grams > 0:
                 ripens, expires = m.step_ball_times(user, day)
                 m.minted_ball("?" + new_id(), user.id, "walking", grams, ripens, expires)
@@ -710,15 +722,14 @@ class Driver:
             self.expect(r, 422, "implausible")
             return
         got = self.expect(r, 200)
-        if day not in me.minted_days:
-            me.steps[day] = max(me.steps.get(day, 0), steps)
+        me.steps[day] = max(me.steps.get(day, 0), steps)  # kept, even once minted
         ended = day < today
         if ended:
             self.mint_due(me)
         assert got["steps"] == me.steps[day], (got, me.steps[day])
         assert got["status"] == ("minted" if ended else "recording"), got
         if ended:
-            assert got["energy_g"] == m.step_energy(me, day), (got, m.step_energy(me, day))
+            assert got["energy_g"] == me.step_g[day], (got, me.step_g[day])
 
     # --- collecting --------------------------------------------------------------------------------
 
@@ -817,6 +828,7 @@ class Driver:
             grams = x["collected_g"]
             assert 1 <= grams <= m.possible(b), (x, m.possible(b), b)
             b.takes[me.id] = b.takes.get(me.id, 0) + 1
+            self.stats["friend take"] += 1
             b.stolen += grams
             m.ball_change(b, -grams)
             m.credit_user(me.id, grams)
@@ -894,6 +906,7 @@ class Driver:
             return
         got = self.expect(r, 201)
         m.watered[key] = m.watered.get(key, 0) + 1
+        self.stats["watering"] += 1
         m.credit_user(me.id, -amount)
         now = self.clock.now()
         m.new_ball(
@@ -979,6 +992,7 @@ class Driver:
             return
         got = self.expect(r, 201)
         m.item_taken[item["id"]] += quantity
+        self.stats[f"planting {which}"] += 1
         me.balance -= cost
         m.move(f"user:{me.id}", -cost)
         m.burned += cost
@@ -1022,6 +1036,7 @@ class Driver:
         )
         self.expect(r, 200)
         if self.orders[order_id] != "cancelled":
+            self.stats["order cancelled"] += 1
             self.orders[order_id] = "cancelled"
             for p in m.plantings.values():
                 if p.order == order_id and p.status != "cancelled":
@@ -1043,7 +1058,11 @@ class Driver:
             got = self.expect(await self.call("GET", "/v1/forest", me.token), 200)
             self.mint_due(me)
             assert got["balance_g"] == me.balance, (got["balance_g"], me.balance)
-            live = {b.id: b.remaining for b in m.own_balls(me.id) if b.live(now)}
+            live = {
+                b.id: b.remaining
+                for b in m.own_balls(me.id)
+                if b.live(now) and not b.id.startswith("?")
+            }
             seen = {b["id"]: b["remaining_g"] for b in got["balls"]}
             # balls minted by this very request have no id in the model yet
             unresolved = [b for b in m.own_balls(me.id) if b.id.startswith("?")]
@@ -1108,6 +1127,7 @@ class Driver:
         for b in list(m.balls.values()):
             if b.remaining > 0 and not b.booked_expired and b.expires_at <= now:
                 m.expire_ball(b)
+                self.stats["ball expired"] += 1
         for user in self.live():
             self.mint_due(user)
 
@@ -1185,6 +1205,7 @@ class Driver:
                 takes += x["collected_g"]
                 ball.takes[f.id] = ball.takes.get(f.id, 0) + 1
                 m.credit_user(f.id, x["collected_g"])
+                self.stats["crowd take"] += 1
             else:
                 assert x["collected_g"] == 0 and x["status"] in (
                     "insufficient",

@@ -160,6 +160,7 @@ class User:
     active_until: dict[str, datetime] = field(default_factory=dict)
     steps: dict[date, int] = field(default_factory=dict)
     minted_days: set[date] = field(default_factory=set)
+    step_g: dict[date, int] = field(default_factory=dict)  # what each minted day gave
 
     def card(self, prop: str, now: datetime) -> bool:
         until = self.active_until.get(prop)

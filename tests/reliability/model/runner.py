@@ -28,6 +28,7 @@ class Outcome:
     seconds: float
     failure: str | None = None
     failed_at: int | None = None
+    stats: dict[str, int] | None = None
 
 
 async def run_steps(
@@ -49,7 +50,7 @@ async def run_steps(
             except StepFailed as exc:
                 index = int(str(exc).split()[1])
                 return Outcome(driver.steps_run, time.monotonic() - started, str(exc), index)
-    return Outcome(driver.steps_run, time.monotonic() - started)
+    return Outcome(driver.steps_run, time.monotonic() - started, stats=dict(driver.stats))
 
 
 async def shrink(
