@@ -30,7 +30,9 @@ def main() -> int:
     parser.add_argument(
         "--check-every", type=int, default=1, help="the full ledger check every N steps"
     )
-    parser.add_argument("--shrink-budget", type=int, default=60, help="replays the shrinker may use")
+    parser.add_argument(
+        "--shrink-budget", type=int, default=60, help="replays the shrinker may use"
+    )
     parser.add_argument("--stats", action="store_true", help="print what each run exercised")
     args = parser.parse_args()
 

@@ -22,14 +22,14 @@ from app.ledger.entries import book_expired, check
 from tests.reliability.model.reference import (
     EXPIRE_AFTER,
     KINDS,
-    RIPEN_AFTER,
-    WALK_RIPEN_AT,
-    Counter,
     PROP_DURATION,
+    RIPEN_AFTER,
     WALK_MAX_STEPS,
+    WALK_RIPEN_AT,
     WATER_AMOUNTS,
     WATER_PER_FRIEND_DAY,
     Ball,
+    Counter,
     Model,
     Planting,
     Sent,
@@ -412,7 +412,7 @@ class Driver:
         self.model.users[user.id] = user
 
     async def do_befriend(self, a: int, b: int, accept: int, *_: int) -> None:
-        m, people = self.model, list(self.model.users.values())
+        people = list(self.model.users.values())
         me = self.pick(self.live(), a)
         other = self.pick(people, b)
         if me is None or other is None:
@@ -502,9 +502,7 @@ class Driver:
         me = self.pick(self.live(), a)
         if me is None or len(self.live()) <= 4:
             return
-        self.expect(
-            await self.call("DELETE", "/v1/me", me.token, json={"password": PASSWORD}), 204
-        )
+        self.expect(await self.call("DELETE", "/v1/me", me.token, json={"password": PASSWORD}), 204)
         for ball in m.own_balls(me.id):
             if ball.remaining > 0 and not ball.booked_expired:
                 m.expire_ball(ball)

@@ -310,12 +310,12 @@ class Model:
             fit = max(Decimal(0), min(qty, max_units - day_counter.units))
             if fit != qty:
                 grams = floor_g(per_unit * fit)
-        if day_counter is not None and kind.day_cap_count is not None:
-            if day_counter.count >= kind.day_cap_count:
-                grams = 0
-        if month_counter is not None and kind.month_cap_count is not None:
-            if month_counter.count >= kind.month_cap_count:
-                grams = 0
+        cap = kind.day_cap_count
+        if day_counter is not None and cap is not None and day_counter.count >= cap:
+            grams = 0
+        cap = kind.month_cap_count
+        if month_counter is not None and cap is not None and month_counter.count >= cap:
+            grams = 0
         if grams > 0:
             for counter in (day_counter, month_counter):
                 if counter is not None:
