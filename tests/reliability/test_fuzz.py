@@ -148,7 +148,12 @@ def _operations() -> list[tuple[str, str]]:
     """Every (method, path) of the app's OpenAPI document, read from the app itself (no
     database needed to build it), so operations added later are fuzzed too."""
     probe = create_app(
-        Settings(database_url="postgresql://probe@127.0.0.1/probe", redis_url="redis://probe"),
+        Settings(
+            database_url="postgresql://probe@127.0.0.1/probe",
+            redis_url="redis://probe",
+            argon2_time_cost=1,  # building the app sets the hashing cost: keep the tests' one
+            argon2_memory_kib=1024,
+        ),
         run_worker=False,
     )
     paths = probe.openapi()["paths"]
