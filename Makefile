@@ -59,7 +59,7 @@ STEPS ?= 10000
 SEEDS ?= 1
 CHECK_EVERY ?= 100
 soak-model: $(DEVSTAMP)  ## make soak-model SEED=7 STEPS=100000
-	$(BIN)/python -m tests.reliability.model --seed $(SEED) --steps $(STEPS) --seeds $(SEEDS) --check-every $(CHECK_EVERY) --stats $(ARGS)
+	$(BIN)/python -m tests.reliability.model --seed $(SEED) --steps $(STEPS) --seeds $(SEEDS) --check-every $(CHECK_EVERY) --progress 1000 --stats $(ARGS)
 
 clean:
 	rm -rf $(VENV) .canopy-test .pytest_cache .mypy_cache .ruff_cache

@@ -15,6 +15,7 @@ read from the running app, not from a list kept here.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 import time
@@ -46,7 +47,7 @@ from app.rules.schema import LimitsRules
 from tests.conftest import ADMIN_TOKEN, GENEROUS_LIMIT, TestServers, _clean, set_limits
 from tests.helpers import PASSWORD
 
-MAX_EXAMPLES = 12
+MAX_EXAMPLES = int(os.environ.get("CANOPY_FUZZ_EXAMPLES", "12"))  # per operation and mode
 # calls that end the caller's login: each gets a user of its own
 OWN_USER = {("POST", "/v1/auth/logout"), ("POST", "/v1/me/password"), ("DELETE", "/v1/me")}
 

@@ -33,6 +33,7 @@ def main() -> int:
     parser.add_argument(
         "--shrink-budget", type=int, default=60, help="replays the shrinker may use"
     )
+    parser.add_argument("--progress", type=int, default=0, help="a line every N steps")
     parser.add_argument("--stats", action="store_true", help="print what each run exercised")
     args = parser.parse_args()
 
@@ -75,6 +76,7 @@ def main() -> int:
                         args.steps,
                         full_check_every=args.check_every,
                         shrink_budget=args.shrink_budget,
+                        progress_every=args.progress,
                     )
                 )
                 took = time.monotonic() - t0

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import sys
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,6 +111,7 @@ class Driver:
         clock: FrozenClock,
         admin_token: str,
         full_check_every: int = 1,
+        progress_every: int = 0,
     ) -> None:
         self.app = app
         self.client = client
@@ -116,6 +119,8 @@ class Driver:
         self.admin = {"Authorization": f"Bearer {admin_token}"}
         self.model = Model(now=clock.now())
         self.full_check_every = full_check_every
+        self.progress_every = progress_every
+        self.started = time.monotonic()
         self.last_entry = 0
         self.db_system: dict[str, int] = {}
         self.partners: list[Partner] = []
@@ -240,6 +245,14 @@ class Driver:
             except AssertionError as exc:
                 raise StepFailed(f"step {index} {step}: {exc!r}") from exc
             self.steps_run += 1
+            if self.progress_every and self.steps_run % self.progress_every == 0:
+                print(
+                    f"  {self.steps_run} steps, {len(self.model.users)} users, "
+                    f"{len(self.model.balls)} balls, clock {self.clock.now():%Y-%m-%d %H:%M}, "
+                    f"minted {self.model.minted} g, {time.monotonic() - self.started:.0f} s",
+                    file=sys.stderr,
+                    flush=True,
+                )
 
     def pick(self, seq: Sequence[Any], n: int) -> Any:
         return seq[n % len(seq)] if seq else None

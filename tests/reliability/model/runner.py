@@ -32,7 +32,11 @@ class Outcome:
 
 
 async def run_steps(
-    servers: TestServers, settings: Settings, steps: Sequence[Step], full_check_every: int = 1
+    servers: TestServers,
+    settings: Settings,
+    steps: Sequence[Step],
+    full_check_every: int = 1,
+    progress_every: int = 0,
 ) -> Outcome:
     """Run ``steps`` against a fresh app on emptied databases."""
     await _clean(servers)
@@ -43,7 +47,7 @@ async def run_steps(
         set_limits(app, **{name: GENEROUS_LIMIT for name in LimitsRules.model_fields})
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
-            driver = Driver(app, client, clock, ADMIN_TOKEN, full_check_every)
+            driver = Driver(app, client, clock, ADMIN_TOKEN, full_check_every, progress_every)
             await driver.setup()
             try:
                 await driver.run(steps)
@@ -97,10 +101,11 @@ async def check_seed(
     *,
     full_check_every: int = 1,
     shrink_budget: int = 40,
+    progress_every: int = 0,
 ) -> tuple[Outcome, str | None]:
     """Run a seed; on failure shrink it and return the printable report."""
     steps = generate(seed, count)
-    outcome = await run_steps(servers, settings, steps, full_check_every)
+    outcome = await run_steps(servers, settings, steps, full_check_every, progress_every)
     if outcome.failure is None:
         return outcome, None
     assert outcome.failed_at is not None
