@@ -1316,3 +1316,104 @@ class Driver:
             )
             counter.count += room
             counter.grams += room * (KINDS[kind].per_event_g or 0)
+
+    async def do_storm(self, a: int, f: int, kind: int, n: int, *_: int) -> None:
+        """Money races: one giver waters one friend 4 to 6 times at once (the daily limit and the
+        balance decide together), one user plants more trees at once than the balance pays for,
+        or everyone with enough energy plants the badge whose budget is five."""
+        m = self.model
+        rich = [u for u in self.live() if u.balance >= BADGE_COST]
+        if kind % 3 == 0:
+            givers = [u for u in rich if m.friends_of(u.id)]
+            me = self.pick(givers, a)
+            if me is None:
+                return
+            owner = m.users[self.pick(m.friends_of(me.id), f)]
+            amount = WATER_AMOUNTS[n % 4]
+            tries = 4 + n % 3
+            responses = await asyncio.gather(
+                *(
+                    self.call(
+                        "POST", f"/v1/friends/{owner.id}/water", me.token, json={"amount_g": amount}
+                    )
+                    for _ in range(tries)
+                )
+            )
+            key = (me.id, owner.id, local_day(self.clock.now(), me.tz))
+            room = max(0, WATER_PER_FRIEND_DAY - m.watered.get(key, 0))
+            fits = min(tries, room, me.balance // amount)
+            ok = [r for r in responses if r.status_code == 201]
+            assert len(ok) == fits, ([r.text for r in responses], room, me.balance, amount)
+            for r in responses:
+                if r.status_code != 201:
+                    code = self.expect(r, 409)["code"]
+                    assert code in ("daily_limit_reached", "insufficient_energy"), r.text
+            now = self.clock.now()
+            for _ in ok:
+                m.watered[key] = m.watered.get(key, 0) + 1
+                m.credit_user(me.id, -amount)
+                m.new_ball(
+                    Ball(
+                        "?" + new_id(),
+                        owner.id,
+                        "watering",
+                        amount,
+                        amount,
+                        now,
+                        now + EXPIRE_AFTER,
+                        False,
+                    )
+                )
+                self.stats["storm watering"] += 1
+            assert min(r.json()["balance_g"] for r in ok) == me.balance if ok else True
+            return
+        if kind % 3 == 1:
+            me = self.pick([u for u in self.live() if u.balance >= TREE_COST], a)
+            if me is None:
+                return
+            tries = 2 + n % 4
+            wanted = [("tree", 1)] * tries
+        else:
+            wanted = [("badge", 1)] * len(rich)
+            me = None
+        item_calls = []
+        payers = []
+        for i, (which, quantity) in enumerate(wanted):
+            payer = me if me is not None else rich[i]
+            payers.append(payer)
+            item_calls.append(
+                self.call(
+                    "POST",
+                    "/v1/plantings",
+                    payer.token,
+                    json={"item_id": self.items[which]["id"], "quantity": quantity},
+                )
+            )
+        if not item_calls:
+            return
+        responses = await asyncio.gather(*item_calls)
+        item = self.items[wanted[0][0]]
+        cost = item["cost_g"]
+        ok = [(p, r) for p, r in zip(payers, responses, strict=True) if r.status_code == 201]
+        if me is not None:
+            assert len(ok) == min(len(wanted), me.balance // cost), [r.text for r in responses]
+        else:
+            left = BADGE_BUDGET - m.item_taken[item["id"]]
+            assert len(ok) == min(len(wanted), max(0, left)), [r.text for r in responses]
+        for r in responses:
+            if r.status_code != 201:
+                code = self.expect(r, 409)["code"]
+                assert code == ("insufficient_energy" if me is not None else "sold_out"), r.text
+        for payer, r in ok:
+            body = r.json()
+            m.item_taken[item["id"]] += 1
+            payer.balance -= cost
+            m.move(f"user:{payer.id}", -cost)
+            m.burned += cost
+            m.move("system:burned", cost)
+            status = "completed" if item is self.items["badge"] else "reserved"
+            assert body["status"] == status and body["cost_g"] == cost, body
+            m.plantings[body["id"]] = Planting(body["id"], payer.id, cost, status)
+            self.stats["storm planting"] += 1
+        for payer in {p.id: p for p, _ in ok}.values():
+            assert min(r.json()["balance_g"] for p, r in ok if p.id == payer.id) == payer.balance

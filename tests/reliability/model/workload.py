@@ -35,6 +35,7 @@ WEIGHTS: dict[str, float] = {
     "devices": 2,
     "crowd": 0.6,
     "overlap": 1,
+    "storm": 1.5,
 }
 
 
