@@ -14,6 +14,7 @@ from app.core.worker import Job, housekeeping_jobs
 from app.energy.steps import mint_due_step_days
 from app.ledger.entries import book_expired
 from app.planting.jobs import planting_jobs
+from app.rewards.jobs import rewards_jobs
 from app.rules.registry import RulesRegistry
 
 
@@ -39,4 +40,5 @@ def default_jobs(
         Job("mint_step_days", timedelta(minutes=1), mint_steps),
         Job("purge_raw_details", timedelta(hours=1), purge_raw),
         *planting_jobs(registry, settings, keys),
+        *rewards_jobs(registry),
     ]

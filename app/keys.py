@@ -41,6 +41,8 @@ class EncryptedColumn:
 ENCRYPTED_COLUMNS: tuple[EncryptedColumn, ...] = (
     EncryptedColumn("partners", ("id",), "webhook_secret_encrypted"),
     EncryptedColumn("idempotency_keys", ("owner", "key"), "response"),
+    EncryptedColumn("reward_codes", ("id",), "code_encrypted"),
+    EncryptedColumn("redemptions", ("id",), "code_encrypted"),
 )
 
 

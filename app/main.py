@@ -14,6 +14,8 @@ from app import console
 from app.accounts.endpoints import auth_router, me_router
 from app.accounts.revocations import Revocations
 from app.admin.audit import router as audit_router
+from app.campaigns.endpoints import admin_router as campaigns_admin_router
+from app.campaigns.endpoints import router as campaigns_router
 from app.config import Settings, get_settings
 from app.core.clock import Clock, SystemClock
 from app.core.db import create_engine, create_sessionmaker, plain_dsn
@@ -46,6 +48,9 @@ from app.partners.keys import PartnerKeys
 from app.planting.endpoints import admin_router as planting_admin_router
 from app.planting.endpoints import partner_router as planting_partner_router
 from app.planting.endpoints import router as planting_router
+from app.rewards.endpoints import admin_router as rewards_admin_router
+from app.rewards.endpoints import partner_router as rewards_partner_router
+from app.rewards.endpoints import router as rewards_router
 from app.rules.endpoints import router as rules_admin_router
 from app.rules.hot import RulesWatcher
 from app.rules.loader import load_rules
@@ -162,6 +167,11 @@ def create_app(
         planting_router,
         planting_partner_router,
         planting_admin_router,
+        rewards_router,
+        rewards_partner_router,
+        rewards_admin_router,
+        campaigns_router,
+        campaigns_admin_router,
     ):
         app.include_router(router)
     console.install(app)

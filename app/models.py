@@ -2,9 +2,17 @@
 
 from app.accounts.models import AuthSession, RefreshToken, User
 from app.admin.audit import AuditEntry
+from app.campaigns.models import Campaign, CampaignDonation, CampaignDonor
 from app.core.idempotency import IdempotencyRecord
 from app.core.models import metadata
-from app.energy.models import Activity, CapCounter, EnergyBall, LedgerEntry, StepDay
+from app.energy.models import (
+    Activity,
+    CapCounter,
+    CarbonMonth,
+    EnergyBall,
+    LedgerEntry,
+    StepDay,
+)
 from app.game.feed.models import FeedItem
 from app.game.models import (
     BallSteal,
@@ -25,6 +33,7 @@ from app.planting.models import (
     WebhookDelivery,
     WebhookEndpoint,
 )
+from app.rewards.models import Redemption, Reward, RewardCode
 from app.rules.models import RulesVersion
 
 __all__ = [
@@ -33,7 +42,11 @@ __all__ = [
     "AuthSession",
     "BallSteal",
     "Block",
+    "Campaign",
+    "CampaignDonation",
+    "CampaignDonor",
     "CapCounter",
+    "CarbonMonth",
     "CatalogItem",
     "CollectedScore",
     "EnergyBall",
@@ -47,7 +60,10 @@ __all__ = [
     "Planting",
     "PlantingOrder",
     "Prop",
+    "Redemption",
     "RefreshToken",
+    "Reward",
+    "RewardCode",
     "RulesVersion",
     "StepDay",
     "User",

@@ -168,6 +168,8 @@ _ERASE: Sequence[str] = (
     "DELETE FROM feed_items WHERE user_id = :u",
     "DELETE FROM idempotency_keys WHERE user_id = :u OR owner = 'user:' || CAST(:u AS text)",
     "UPDATE activities SET attributes = NULL WHERE user_id = :u AND attributes IS NOT NULL",
+    # the carbon account is personal: an erased user has none (the activities keep the numbers)
+    "DELETE FROM carbon_months WHERE user_id = :u",
     "UPDATE step_days SET source = NULL WHERE user_id = :u AND source IS NOT NULL",
     "UPDATE users SET handle = NULL, display_name = NULL, password_hash = NULL, region = NULL, "
     "region_previous = NULL, timezone = :erased_tz, erased_at = :now, updated_at = :now "

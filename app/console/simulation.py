@@ -61,6 +61,8 @@ class SimulationView:
     per_day: list[tuple[str, Markup]]
     minted_lines: list[tuple[str, Markup]]
     gathered_lines: list[tuple[str, Markup]]
+    # collected / stolen / expired per player, day by day: (title, [(run, chart)])
+    flow_lines: list[tuple[str, list[tuple[str, Markup]]]]
     columns: list[str]
     rows: list[Row]
 
@@ -85,6 +87,14 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("expired / day", "expired_per_day_g", _g),
     ("cap-hit days", "cap_hit_rate", _pct),
 ]
+
+
+# the energy flows shown day by day, beside minted: (title, series key, axis label)
+_FLOWS = (
+    ("Collected from their own forest", "collected_per_day_g", "g collected per player"),
+    ("Stolen (taken from friends)", "stolen_per_day_g", "g taken per player"),
+    ("Expired before anyone collected it", "expired_per_day_g", "g expired per player"),
+)
 
 
 def _per_player_day(summary: dict[str, Any], total: str, days: int) -> float:
@@ -184,6 +194,7 @@ def view(report: dict[str, Any], run_names: list[str]) -> SimulationView:
         first_tree=first_tree,
         per_day=per_day,
         minted_lines=line_charts("energy_per_day_g", "g minted per player", False),
+        flow_lines=[(title, line_charts(key, label, False)) for title, key, label in _FLOWS],
         gathered_lines=line_charts("gathered_cumulative_g", "g gathered per player", True),
         columns=[c[0] for c in _COLUMNS],
         rows=rows,

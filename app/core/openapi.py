@@ -87,6 +87,24 @@ OPERATION_IDS: dict[str, str] = {
     "POST /admin/v1/orders/{order_id}/cancel": "cancelOrder",
     "GET /admin/v1/webhook-deliveries": "listWebhookDeliveries",
     "POST /admin/v1/webhook-deliveries/{delivery_id}/retry": "retryWebhookDelivery",
+    # beyond trees: the carbon account, rewards, campaigns
+    "GET /v1/me/carbon": "getMyCarbonAccount",
+    "GET /v1/me/carbon/statement": "getMyCarbonStatement",
+    "GET /v1/rewards": "listRewards",
+    "POST /v1/rewards/{reward_id}/redeem": "redeemReward",
+    "GET /v1/redemptions": "listMyRedemptions",
+    "GET /partner/v1/redemptions": "listPartnerRedemptions",
+    "POST /partner/v1/redemptions/{redemption_id}/fulfil": "fulfilRedemption",
+    "POST /partner/v1/redemptions/{redemption_id}/fail": "failRedemption",
+    "POST /admin/v1/rewards": "createReward",
+    "GET /admin/v1/rewards": "listAllRewards",
+    "PATCH /admin/v1/rewards/{reward_id}": "updateReward",
+    "POST /admin/v1/rewards/{reward_id}/codes": "addRewardCodes",
+    "GET /v1/campaigns": "listCampaigns",
+    "GET /v1/campaigns/{campaign_id}": "getCampaign",
+    "POST /v1/campaigns/{campaign_id}/donate": "donateToCampaign",
+    "GET /v1/campaigns/{campaign_id}/leaderboard": "getCampaignLeaderboard",
+    "POST /admin/v1/campaigns": "createCampaign",
 }
 
 AUDIENCES: list[dict[str, str]] = [

@@ -21,8 +21,9 @@ from app.core.idempotency import Idempotency, IdempotencyDep
 from app.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, decode_cursor, split_page
 from app.core.responses import json_response
 from app.core.sql import Pg, PgDep
+from app.core.svg import SVG_HEADERS
 from app.core.users import UserRef
-from app.energy import steps
+from app.energy import carbon, steps
 from app.energy.ingest import ORIGIN_CLIENT, ORIGIN_PARTNER, Incoming, ingest
 from app.energy.repository import ActivityRow
 from app.energy.schemas import (
@@ -30,6 +31,7 @@ from app.energy.schemas import (
     ActivityBatchResult,
     ActivityIn,
     ActivityResult,
+    CarbonAccountOut,
     LedgerPage,
     PartnerActivityBatchIn,
     PartnerActivityIn,
@@ -283,6 +285,46 @@ async def get_ledger(
         "next_cursor": next_cursor,
     }
     return json_response(body)
+
+
+Year = Annotated[
+    int | None,
+    Query(ge=2000, le=2100, description="the calendar year (default: your current local year)"),
+]
+
+
+@router.get("/v1/me/carbon", response_model=CarbonAccountOut)
+async def get_carbon_account(
+    principal: CurrentPrincipal,
+    pg: PgDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    year: Year = None,
+) -> Response:
+    """What your activities avoided in a year, by kind and by month: every kind with its
+    events, grams of CO2e and the methodology (``method``, ``source``) of the rules version
+    that valued them."""
+    found = await carbon.carbon_year(pg, registry, principal.id, year, clock.now())
+    return json_response(found.account.model_dump(mode="json"))
+
+
+@router.get(
+    "/v1/me/carbon/statement",
+    response_class=Response,
+    responses={200: {"content": {"image/svg+xml": {}}, "description": "the yearly statement"}},
+)
+async def get_carbon_statement(
+    principal: CurrentPrincipal,
+    pg: PgDep,
+    registry: RegistryDep,
+    clock: ClockDep,
+    year: Year = None,
+) -> Response:
+    """Your printable yearly carbon statement, an SVG image."""
+    now = clock.now()
+    found = await carbon.carbon_year(pg, registry, principal.id, year, now)
+    svg = carbon.render_statement(found, now)
+    return Response(svg, media_type="image/svg+xml", headers=SVG_HEADERS)
 
 
 @admin_router.get("/ledger/check")

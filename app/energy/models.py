@@ -94,6 +94,27 @@ class CapCounter(SQLModel, table=True):
     )
 
 
+class CarbonMonth(SQLModel, table=True):
+    """The personal carbon account: what a user's activities avoided in one local month, per
+    kind and per rules version (and region override) that valued them. Kept by the ingest
+    statement itself (one upsert per batch), so ``GET /v1/me/carbon`` reads a year in one small
+    query instead of scanning activities; ``events`` and ``co2e_g`` always equal the count and
+    the sum of ``energy_g`` of the user's activities they cover."""
+
+    __tablename__ = "carbon_months"
+    __table_args__ = (CheckConstraint("events >= 0 AND co2e_g >= 0", name="not_negative"),)
+
+    user_id: uuid.UUID = Field(primary_key=True)
+    month: date = Field(primary_key=True, sa_type=Date)  # the first day of the local month
+    kind: str = Field(primary_key=True, sa_type=String(64))
+    rules_version: int = Field(primary_key=True, sa_type=Integer)
+    # the region override that valued the events ('' for the kind's defaults): its method and
+    # source may differ from the kind's
+    region: str = Field(primary_key=True, sa_type=String(64))
+    events: int = Field(default=0, sa_type=BigInteger)
+    co2e_g: int = Field(default=0, sa_type=BigInteger)
+
+
 class EnergyBall(SQLModel, table=True):
     """Minted energy waiting to be collected. Its state is derived from time and remaining_g:
     growing before ``ripens_at``, ripe until ``expires_at``, then expired; collected at 0."""

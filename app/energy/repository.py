@@ -14,7 +14,8 @@ transaction) composed of these parts, in this order:
    a fresh snapshot, so it sees what a request this one waited for has just committed — then the
    caps walked in order (``walk``: :func:`app.energy.ingest.apply_caps` in SQL), and the writes:
    activities, balls, the ledger (:func:`app.ledger.booking.book`), counters (absolute values,
-   one row per user, kind and period) and ``co2e_avoided_g`` (one sum per user).
+   one row per user, kind and period), the carbon account (``carbon_months``: events and grams
+   per local month, kind, rules version and region) and ``co2e_avoided_g`` (one sum per user).
 """
 
 from __future__ import annotations
@@ -262,6 +263,16 @@ def minting() -> str:
         SELECT user_id, source, external_id, kind, occurred_at, {NOW}, quantity, unit,
             attributes, region, factor, version, computed, grams, status, ball_id
         FROM decided
+    ),
+    rolled AS (  -- the carbon account: events and grams per local month, kind, version, region
+        INSERT INTO carbon_months AS c (user_id, month, kind, rules_version, region, events,
+            co2e_g)
+        SELECT user_id, month, kind, version, coalesce(region, ''), count(*), sum(grams)
+        FROM decided
+        GROUP BY user_id, month, kind, version, coalesce(region, '')
+        ORDER BY user_id, month, kind, version, coalesce(region, '')
+        ON CONFLICT (user_id, month, kind, rules_version, region)
+        DO UPDATE SET events = c.events + EXCLUDED.events, co2e_g = c.co2e_g + EXCLUDED.co2e_g
     ),
     grown AS (
         INSERT INTO energy_balls (id, user_id, kind, ref, amount_g, remaining_g, stealable,
@@ -707,4 +718,43 @@ CLOSE_DUE_DAYS = _close_days(
         ORDER BY s.day LIMIT CAST(:batch AS int)
     ) AS oldest""",  # noqa: S608 (constant parts)
     skip_locked=True,
+)
+
+
+# --- the carbon account ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CarbonRow:
+    """One (month, kind, rules version, region) of a user's year, with the user's names; the
+    ``month`` ... ``co2e_g`` columns are NULL on the one row of a year with nothing in it.
+    ``found`` is False for a user who does not exist (or was erased)."""
+
+    found: bool
+    handle: str | None
+    display_name: str | None
+    year: int
+    month: date | None
+    kind: str | None
+    rules_version: int | None
+    region: str | None
+    events: int | None
+    co2e_g: int | None
+
+
+# one query on the rollup (never a scan of activities): the year defaults to the user's local one
+CARBON_YEAR = Statement(
+    """
+    SELECT u.id IS NOT NULL AS found, u.handle, u.display_name, y.year,
+        c.month, c.kind, c.rules_version, c.region, c.events, c.co2e_g
+    FROM (VALUES (1)) AS one (x)
+    LEFT JOIN users u ON u.id = CAST(:user AS uuid) AND u.erased_at IS NULL
+    CROSS JOIN LATERAL (SELECT coalesce(CAST(:year AS int),
+        CAST(extract(year FROM CAST(:now AS timestamptz) AT TIME ZONE
+            coalesce(u.timezone, 'UTC')) AS int)) AS year) AS y
+    LEFT JOIN carbon_months c ON c.user_id = u.id
+        AND c.month >= make_date(y.year, 1, 1) AND c.month < make_date(y.year + 1, 1, 1)
+    ORDER BY c.month, c.kind, c.rules_version, c.region
+    """,
+    row=CarbonRow,
 )

@@ -175,3 +175,41 @@ class LedgerEntryOut(BaseModel):
 class LedgerPage(BaseModel):
     entries: list[LedgerEntryOut]
     next_cursor: str | None
+
+
+# --- the carbon account ---------------------------------------------------------------------------
+
+
+class CarbonValuation(BaseModel):
+    """The events of a kind valued by one rules version (and region override), with that
+    version's methodology: what makes each gram traceable."""
+
+    rules_version: int
+    region: str | None = Field(description="the region override that applied; null: defaults")
+    events: int
+    co2e_g: int
+    method: str
+    source: str
+
+
+class CarbonKind(BaseModel):
+    kind: str
+    events: int
+    co2e_g: int
+    method: str = Field(description="the methodology of the latest rules version that valued it")
+    source: str
+    valuations: list[CarbonValuation]
+
+
+class CarbonMonthOut(BaseModel):
+    month: str = Field(description='"YYYY-MM" (the user\'s local month)')
+    events: int
+    co2e_g: int
+
+
+class CarbonAccountOut(BaseModel):
+    year: int
+    total_co2e_g: int
+    events: int
+    by_kind: list[CarbonKind]
+    by_month: list[CarbonMonthOut]

@@ -15,6 +15,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 class Scope(StrEnum):
     activities = "activities"
     orders = "orders"
+    rewards = "rewards"  # fulfils redemptions of its partner-fulfilled rewards
 
 
 def _check_url(value: str) -> str:

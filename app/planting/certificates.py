@@ -7,13 +7,11 @@ inject markup into it.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from xml.sax.saxutils import escape
 
-# characters XML 1.0 cannot contain, even escaped
-_NOT_XML = re.compile("[^\t\n\r\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+from app.core.svg import clean, fit_size
 
 INK = "#1f3d2b"
 GREEN = "#2f6b3b"
@@ -42,17 +40,9 @@ class CertificateData:
     lon: float | None = None
 
 
-def clean(value: str, limit: int) -> str:
-    """Safe text for an SVG text node: valid XML characters, at most ``limit`` long, escaped."""
-    value = _NOT_XML.sub("", value).strip()
-    if len(value) > limit:
-        value = value[: limit - 1].rstrip() + "…"
-    return escape(value)
-
-
-def _size(shown: str, base: int, fits: int) -> int:
-    """A font size at which ``shown`` fits the page: ``base`` up to ``fits`` characters."""
-    return base if len(shown) <= fits else max(base * fits // len(shown), base // 2)
+# the safe-text helpers live in app.core.svg (carbon statements use them too)
+__all__ = ["CertificateData", "clean", "render"]
+_size = fit_size
 
 
 def _grams(grams: int) -> str:

@@ -316,6 +316,25 @@ class PartnerStats(BaseModel):
     orders: int
 
 
+class RewardStats(BaseModel):
+    """Rewards beyond trees (filled by the rewards domain)."""
+
+    rewards: int = Field(0, description="rewards available")
+    redemptions_issued: int = 0
+    redemptions_pending: int = 0
+    redemptions_failed: int = Field(0, description="failed or timed out, and refunded")
+    energy_spent_g: int = Field(0, description="energy redeemed for rewards, net of refunds")
+
+
+class CampaignStats(BaseModel):
+    """Campaigns (filled by the campaigns domain)."""
+
+    campaigns: int = 0
+    completed: int = 0
+    donated_g: int = 0
+    donors: int = 0
+
+
 class Stats(BaseModel):
     users: int
     energy_minted_g: int
@@ -324,3 +343,5 @@ class Stats(BaseModel):
     plantings: PlantingCounts = Field(description="plantings by status")
     trees_verified: int
     by_partner: list[PartnerStats]
+    rewards: RewardStats = Field(default_factory=RewardStats)
+    campaigns: CampaignStats = Field(default_factory=CampaignStats)

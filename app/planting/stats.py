@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -15,6 +17,11 @@ CACHE_SECONDS = 60
 # and each process computes it at most this often, however many ask (the aggregates read
 # whole tables: an unlimited public endpoint over them would be a cheap denial of service)
 FRESH_FOR = timedelta(seconds=10)
+
+
+# Domains above planting (rewards, campaigns) add their numbers here: each returns fields of
+# :class:`Stats` (importing them registers them; planting never imports upwards)
+STATS_EXTENSIONS: list[Callable[[AsyncSession], Awaitable[dict[str, Any]]]] = []
 
 
 class StatsCache:
@@ -48,7 +55,11 @@ async def stats(session: AsyncSession) -> Stats:
     """Aggregates over whole tables; served with ``Cache-Control`` so a CDN absorbs traffic."""
     repo = PlantingRepository(session)
     totals = await repo.stats_totals()
+    extra: dict[str, Any] = {}
+    for extend in STATS_EXTENSIONS:
+        extra.update(await extend(session))
     return Stats(
+        **extra,
         users=int(totals["users"]),
         energy_minted_g=int(totals["energy_minted_g"]),
         co2e_avoided_g=int(totals["co2e_avoided_g"]),

@@ -198,6 +198,26 @@ class PlantingRules(_Table):
     batch_max_wait: PositiveDuration = timedelta(hours=24)
 
 
+class RewardsRules(_Table):
+    """What spending energy on rewards (vouchers, rides, discounts, bank benefits) may do."""
+
+    enabled: bool = True
+    # the most energy one user may spend on rewards in one local day; 0: no ceiling
+    daily_limit_g: Cap = 0
+    # how long a partner has to fulfil or fail a partner-fulfilled redemption before it is
+    # failed and refunded (a reward may set a shorter or longer one of its own)
+    fulfil_timeout: PositiveDuration = timedelta(hours=24)
+
+
+class CampaignsRules(_Table):
+    """What donating energy to campaigns may do."""
+
+    enabled: bool = True
+    min_donation_g: Grams = 1
+    # the most energy one user may donate in one local day, all campaigns together; 0: no ceiling
+    daily_limit_g: Cap = 0
+
+
 with warnings.catch_warnings():
     # ``register`` is ABCMeta's class method, invisible on instances: the field works as named.
     warnings.filterwarnings("ignore", message='Field name "register"', category=UserWarning)
@@ -414,6 +434,8 @@ class Rules(_Table):
     planting: PlantingRules = Field(default_factory=PlantingRules)
     activities: dict[Name, ActivityRules] = Field(default_factory=dict)
     limits: LimitsRules = Field(default_factory=LimitsRules)
+    rewards: RewardsRules = Field(default_factory=RewardsRules)
+    campaigns: CampaignsRules = Field(default_factory=CampaignsRules)
 
     @field_validator("timezone")
     @classmethod

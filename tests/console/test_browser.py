@@ -231,7 +231,7 @@ class TestDesigner:
         # htmx put the answer into the page (without it the form posts to /rules/simulate)
         assert page.url == before
         expect(simulation).to_contain_text("Days to the first tree")
-        expect(simulation.locator("svg.chart")).to_have_count(9)
+        expect(simulation.locator("svg.chart")).to_have_count(15)
         expect(page.locator("#results")).to_contain_text("metro: 52 g → 54 g per event")
         page.locator("#results").screenshot(path=str(shots / "rules-simulation.png"))
 

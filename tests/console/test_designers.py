@@ -102,7 +102,16 @@ class TestDraft:
         assert "Days to the first tree" in shown
         for measure in ("Minted", "Collected (own)", "Stolen (taken from friends)", "Expired"):
             assert f"{measure} energy" in shown
-        assert page.text.count('<svg class="chart"') == 9
+        # first tree, 4 per-day bars, then for each run: gathered, minted and the three flows
+        # (collected, stolen, expired) day by day
+        assert page.text.count('<svg class="chart"') == 5 + 2 * 5
+        for flow in (
+            "Collected from their own forest: per player, day by day",
+            "Stolen (taken from friends): per player, day by day",
+            "Expired before anyone collected it: per player, day by day",
+        ):
+            assert flow in shown
+        assert "g expired per player" in page.text
         assert "walker" in shown and "commuter" in shown
         assert "→" in shown  # the compare table: in force → draft
 

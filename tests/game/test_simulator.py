@@ -246,7 +246,8 @@ class TestEconomy:
             out_of_balls = t["collected_own"] + t["lost_to_friends"] + t["expired"]
             assert into_balls == out_of_balls + t["live_at_end"], name
             gathered = t["collected_own"] + t["taken_from_friends"]
-            assert gathered - t["watering_given"] - t["planted"] == t["balance_at_end"], name
+            spent = t["watering_given"] + t["planted"] + t["redeemed"]
+            assert gathered - spent == t["balance_at_end"], name
         everyone = report["personas"].values()
         assert sum(s["totals_g"]["taken_from_friends"] for s in everyone) == sum(
             s["totals_g"]["lost_to_friends"] for s in everyone
@@ -254,6 +255,31 @@ class TestEconomy:
         assert sum(s["totals_g"]["watering_given"] for s in everyone) == sum(
             s["totals_g"]["watering_received"] for s in everyone
         )
+
+    def test_the_day_by_day_flows_add_up_to_the_totals(self) -> None:
+        # the console draws collected / stolen / expired per day: each series, times the
+        # players, sums (to rounding) to the run's total of that flow
+        report = run(players=200, days=30)
+        flows = {
+            "collected_per_day_g": "collected_own",
+            "stolen_per_day_g": "taken_from_friends",
+            "expired_per_day_g": "expired",
+        }
+        for name, summary in report["personas"].items():
+            for series, total in flows.items():
+                values = summary["series"][series]
+                assert len(values) == 30, (name, series)
+                grams = sum(v * summary["players"] for v in values)
+                assert abs(grams - summary["totals_g"][total]) <= 0.01 * 30 * summary["players"]
+
+    def test_expiry_shows_on_the_days_balls_expire(self) -> None:
+        # a hoarder's first ball ripens on day 2 and expires 72 h later: nothing expires
+        # before day 4, then something every day
+        report = run(players=200, days=30)
+        expired = report["personas"]["hoarder"]["series"]["expired_per_day_g"]
+        assert expired[:3] == [0, 0, 0]
+        assert all(v > 0 for v in expired[5:]), expired
+        assert report["personas"]["hoarder"]["series"]["collected_per_day_g"] == [0] * 30
 
     def test_a_player_who_never_collects_loses_everything_to_expiry_and_friends(self) -> None:
         report = run(players=200, days=30)
@@ -367,6 +393,49 @@ class TestEconomy:
         assert walker["totals_g"]["planted"] == 4 * 17_900
 
 
+class TestRewards:
+    REDEEMER = {
+        "steps": 20000,
+        "friends": [0, 0],
+        "sessions": [{"at": "21:00"}],
+        "plants": False,
+        "redeems": {"cost_g": 100, "per_day": 3},
+    }
+
+    def test_a_redeemer_spends_within_the_rules_daily_ceiling(self) -> None:
+        free = run(specs=personas(redeemer=self.REDEEMER), players=4, days=10)
+        capped = run(
+            rules_with(rewards={"daily_limit_g": 200}),
+            specs=personas(redeemer=self.REDEEMER),
+            players=4,
+            days=10,
+        )
+        spent, held = free["personas"]["redeemer"], capped["personas"]["redeemer"]
+        # 296 g a day from day 2: two rewards a day fit the balance, and the ceiling allows two
+        assert spent["totals_g"]["redeemed"] > 0
+        assert max(held["series"]["redeemed_per_day_g"]) <= 200
+        assert held["totals_g"]["redeemed"] <= spent["totals_g"]["redeemed"]
+        assert held["redemptions_refused"] > 0 and spent["redemptions_refused"] == 0
+        t = held["totals_g"]
+        assert t["collected_own"] - t["redeemed"] == t["balance_at_end"]
+
+    def test_no_redemptions_when_the_rules_switch_rewards_off(self) -> None:
+        off = run(
+            rules_with(rewards={"enabled": False}),
+            specs=personas(redeemer=self.REDEEMER),
+            players=4,
+            days=10,
+        )
+        redeemer = off["personas"]["redeemer"]
+        assert redeemer["totals_g"]["redeemed"] == 0 and redeemer["redemptions_refused"] > 0
+
+    def test_the_builtin_mix_has_a_redeemer_who_spends(self) -> None:
+        assert default_personas()["redeemer"].redeems is not None
+        report = run(players=200, days=30)
+        assert report["personas"]["redeemer"]["redemptions_per_player"] > 0
+        assert report["personas"]["walker"]["totals_g"]["redeemed"] == 0
+
+
 class TestMedianDays:
     def test_median_is_none_when_half_never_plant(self) -> None:
         from app.game.simulator.engine import PersonaTotals
@@ -464,7 +533,14 @@ class TestCommand:
         assert report["config"]["players"] == 80 and report["config"]["seed"] == 5
         assert set(report["runs"][0]["personas"]) == set(default_personas())
         assert "comparison" not in report
-        for name in ("energy_over_time.png", "energy_per_day.png", "days_to_first_saxaul.png"):
+        for name in (
+            "energy_over_time.png",
+            "energy_per_day.png",
+            "collected_per_day.png",
+            "stolen_per_day.png",
+            "expired_per_day.png",
+            "days_to_first_saxaul.png",
+        ):
             assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
         assert "early_bird" in result.stdout and "report.json" in result.stdout
 

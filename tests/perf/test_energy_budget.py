@@ -206,3 +206,20 @@ class TestLedgerBudget:
             response = await mclient.get("/v1/energy/ledger?limit=5", headers=alice.headers)
         assert response.json() == {"entries": [], "next_cursor": None}
         budget.check(pg=1, redis=0)
+
+
+class TestCarbonAccountBudget:
+    async def test_the_carbon_account_is_one_query_on_the_rollup(
+        self, mclient: httpx.AsyncClient, meter: Meter, clock: FrozenClock
+    ) -> None:
+        alice = await register(mclient, "alice")
+        batch = mixed_batch(clock, [], size=40)
+        await mclient.post(
+            "/v1/activities/batch", json={"activities": batch}, headers=alice.headers
+        )
+        warm = await mclient.get("/v1/me/carbon", headers=alice.headers)
+        assert warm.status_code == 200, warm.text
+        async with meter.request() as budget:
+            response = await mclient.get("/v1/me/carbon", headers=alice.headers)
+        assert response.json()["total_co2e_g"] > 0
+        budget.check(pg=1, redis=0)

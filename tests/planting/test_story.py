@@ -185,6 +185,14 @@ class TestStats:
             },
             "trees_verified": 0,
             "by_partner": [],
+            "rewards": {
+                "rewards": 0,
+                "redemptions_issued": 0,
+                "redemptions_pending": 0,
+                "redemptions_failed": 0,
+                "energy_spent_g": 0,
+            },
+            "campaigns": {"campaigns": 0, "completed": 0, "donated_g": 0, "donors": 0},
         }
 
 

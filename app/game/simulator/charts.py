@@ -3,6 +3,8 @@
 - ``energy_over_time.png``: energy gathered so far per player, one line per persona, with the
   price of a saxaul marked; with two runs, side by side on the same scale.
 - ``energy_per_day.png``: energy minted per player and day (income), per persona.
+- ``collected_per_day.png``, ``stolen_per_day.png``, ``expired_per_day.png``: where energy went
+  each day, per player and persona (own collects, taken from friends, lost to expiry).
 - ``days_to_first_saxaul.png``: median days to the first saxaul per persona (grouped bars for
   two runs).
 """
@@ -92,6 +94,15 @@ def write_charts(report: dict[str, Any], out: Path) -> list[Path]:
         ),
         "energy_per_day.png": _side_by_side(
             report, "energy_per_day_g", "energy minted per player and day (g)", False
+        ),
+        "collected_per_day.png": _side_by_side(
+            report, "collected_per_day_g", "collected from own balls per player and day (g)", False
+        ),
+        "stolen_per_day.png": _side_by_side(
+            report, "stolen_per_day_g", "taken from friends per player and day (g)", False
+        ),
+        "expired_per_day.png": _side_by_side(
+            report, "expired_per_day_g", "expired per player and day (g)", False
         ),
         "days_to_first_saxaul.png": _first_saxaul(report),
     }

@@ -55,6 +55,7 @@ from app.game.simulator.personas import (
     STEP_GRANULARITY,
     ActivitySpec,
     PersonaSpec,
+    RedeemSpec,
     SessionSpec,
     default_personas,
 )
@@ -127,6 +128,9 @@ class PersonaTotals:
     expired_g: int = 0
     live_at_end_g: int = 0  # still in balls when the run ended
     water_given_g: int = 0
+    redeemed_g: int = 0  # spent on rewards
+    redemptions: int = 0
+    redemptions_refused: int = 0  # wanted, but the rules' daily ceiling (or enabled) said no
     trees: int = 0
     balance_at_end_g: int = 0
     capped_player_days: int = 0
@@ -134,12 +138,20 @@ class PersonaTotals:
     rejected: dict[str, int] = field(default_factory=dict)
     minted_by_day: list[int] = field(default_factory=list)
     gathered_by_day: list[int] = field(default_factory=list)  # own collects + takes, by day
+    collected_by_day: list[int] = field(default_factory=list)  # own collects, by day
+    stolen_by_day: list[int] = field(default_factory=list)  # taken from friends, by day
+    expired_by_day: list[int] = field(default_factory=list)  # lost to expiry, by day
+    redeemed_by_day: list[int] = field(default_factory=list)  # spent on rewards, by day
     first_tree_days: list[int] = field(default_factory=list)  # 1-based, one per player who planted
 
     def __post_init__(self) -> None:
         if not self.minted_by_day:
             self.minted_by_day = [0] * self.days
             self.gathered_by_day = [0] * self.days
+            self.collected_by_day = [0] * self.days
+            self.stolen_by_day = [0] * self.days
+            self.expired_by_day = [0] * self.days
+            self.redeemed_by_day = [0] * self.days
 
     def add(self, other: PersonaTotals) -> None:
         for name in (
@@ -152,6 +164,9 @@ class PersonaTotals:
             "expired_g",
             "live_at_end_g",
             "water_given_g",
+            "redeemed_g",
+            "redemptions",
+            "redemptions_refused",
             "trees",
             "balance_at_end_g",
             "capped_player_days",
@@ -164,6 +179,10 @@ class PersonaTotals:
         for day in range(self.days):
             self.minted_by_day[day] += other.minted_by_day[day]
             self.gathered_by_day[day] += other.gathered_by_day[day]
+            self.collected_by_day[day] += other.collected_by_day[day]
+            self.stolen_by_day[day] += other.stolen_by_day[day]
+            self.expired_by_day[day] += other.expired_by_day[day]
+            self.redeemed_by_day[day] += other.redeemed_by_day[day]
         self.first_tree_days += other.first_tree_days
 
 
@@ -233,6 +252,8 @@ class _RulesRuntime:
         self.amounts = list(rules.watering.amounts_g)
         self.water_limit = rules.watering.per_friend_daily_limit
         self.water_life = _ceil_minutes(rules.balls.expire_after)
+        self.rewards = rules.rewards.enabled
+        self.rewards_daily_g = rules.rewards.daily_limit_g  # 0: no ceiling
         self.evaluations: dict[tuple[Any, ...], _Evaluation | Outcome] = {}
         self.capped: dict[tuple[Any, ...], _Capped] = {}
         self.times: dict[tuple[Any, ...], _Times | None] = {}
@@ -436,6 +457,7 @@ class _Player:
         "months",
         "next_ripe",
         "persona",
+        "redeemed",
         "trees",
         "watered",
     )
@@ -452,6 +474,7 @@ class _Player:
         self.trees = 0
         self.first_tree_day: int | None = None
         self.capped_days = 0
+        self.redeemed = (-1, 0, 0)  # (day, rewards, grams) redeemed that day
 
 
 @dataclass(frozen=True)
@@ -548,13 +571,13 @@ class _Community:
             for minute, _, _, player, day_of, collect, steal, pick in waiting[:split]:
                 self._session(player, day_of, minute, collect, steal, pick)
             waiting = waiting[split:]
-            self._expire(cutoff)
+            self._expire(cutoff, day)
             if day % 7 == 6:
                 self._tidy()
         for minute, _, _, player, day_of, collect, steal, pick in waiting:
             self._session(player, day_of, minute, collect, steal, pick)
         end = max(self.rt.midnight(tz, start + timedelta(days=days)) for tz in self._zones)
-        self._expire(end)
+        self._expire(end, days - 1)
         return self._finish()
 
     def _schedule(self, persona: _Persona, day: int, today: date) -> _DaySchedule:
@@ -778,11 +801,14 @@ class _Community:
             player.live = keep
             player.next_ripe = next_ripe
             totals.collected_own_g += gathered
+            totals.collected_by_day[day] += gathered
         if steal and self.rt.stealing:
-            gathered += self._steal(player, now)
+            gathered += self._steal(player, day, now)
         player.balance += gathered
         totals.gathered_by_day[day] += gathered
         spec = self.personas[player.persona].spec
+        if spec.redeems is not None:
+            self._redeem(player, day, spec.redeems)
         if spec.plants and player.balance >= SAXAUL_G:
             planted = player.balance // SAXAUL_G
             player.balance -= planted * SAXAUL_G
@@ -792,7 +818,26 @@ class _Community:
         if pick is not None and player.friends:
             self._water(player, day, now, spec, pick)
 
-    def _steal(self, player: _Player, now: int) -> int:
+    def _redeem(self, player: _Player, day: int, wants: RedeemSpec) -> None:
+        """Spend on rewards as ``wants`` says, within the rules' ``[rewards]`` (the service's
+        ``rewards.daily_limit_g`` ceiling per day; nothing when rewards are off)."""
+        totals = self.totals[player.persona]
+        seen, count, grams = player.redeemed
+        if seen != day:
+            count, grams = 0, 0
+        while count < wants.per_day and player.balance - wants.cost_g >= wants.keep_g:
+            ceiling = self.rt.rewards_daily_g
+            if not self.rt.rewards or (ceiling and grams + wants.cost_g > ceiling):
+                totals.redemptions_refused += 1
+                break
+            player.balance -= wants.cost_g
+            count, grams = count + 1, grams + wants.cost_g
+            totals.redemptions += 1
+            totals.redeemed_g += wants.cost_g
+            totals.redeemed_by_day[day] += wants.cost_g
+        player.redeemed = (day, count, grams)
+
+    def _steal(self, player: _Player, day: int, now: int) -> int:
         """Take from every friend's ripe, stealable balls not taken from yet."""
         rt, me, draw = self.rt, player.index, self.draws.random
         takes, most_of, random_takes = rt.takes, rt.most, rt.random_takes
@@ -830,7 +875,9 @@ class _Community:
             if lost:
                 self.totals[friend.persona].lost_to_friends_g += lost
                 taken += lost
-        self.totals[player.persona].taken_from_friends_g += taken
+        totals = self.totals[player.persona]
+        totals.taken_from_friends_g += taken
+        totals.stolen_by_day[day] += taken
         return taken
 
     def _water(
@@ -858,8 +905,9 @@ class _Community:
 
     # --- time passing -------------------------------------------------------------------------
 
-    def _expire(self, until: int) -> None:
-        """Balls whose expiry has come lose what is left in them."""
+    def _expire(self, until: int, day: int) -> None:
+        """Balls whose expiry has come lose what is left in them (counted on ``day``, the
+        round of the run in which they expired)."""
         last_hour = until // 60
         for hour in sorted(h for h in self._buckets if h <= last_hour):
             balls = self._buckets.pop(hour)
@@ -868,7 +916,9 @@ class _Community:
                 if ball.expires > until:
                     later.append(ball)
                 elif ball.remaining > 0:
-                    self.totals[ball.owner].expired_g += ball.remaining
+                    owner = self.totals[ball.owner]
+                    owner.expired_g += ball.remaining
+                    owner.expired_by_day[day] += ball.remaining
                     ball.remaining = 0
             if later:
                 self._buckets[hour] = later

@@ -95,6 +95,16 @@ class ActivitySpec(_Table):
         return value
 
 
+class RedeemSpec(_Table):
+    """How a player spends energy on rewards (vouchers, transit rides ...) before planting:
+    whenever they open the app, up to ``per_day`` rewards of ``cost_g`` a day, keeping
+    ``keep_g`` back — within the rules' ``[rewards]`` (``enabled``, ``daily_limit_g``)."""
+
+    cost_g: int = Field(default=500, gt=0, le=1_000_000)
+    per_day: int = Field(default=1, ge=1, le=100)
+    keep_g: int = Field(default=0, ge=0)
+
+
 class PersonaSpec(_Table):
     """A kind of player."""
 
@@ -107,6 +117,7 @@ class PersonaSpec(_Table):
     walk_chance: Chance = 1.0
     sessions: list[SessionSpec] = Field(default_factory=list)  # [] never opens the app
     plants: bool = True  # plants a saxaul whenever the balance allows
+    redeems: RedeemSpec | None = None  # spends energy on rewards first (None: never)
     water_amount: Literal["smallest", "largest", "random"] = "smallest"
     activities: list[ActivitySpec] = Field(default_factory=list)
 
@@ -199,6 +210,23 @@ BUILTIN_PERSONAS: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    "redeemer": {
+        "weight": 0.1,
+        "description": "spends energy on transit rides and vouchers as soon as it can",
+        "friends": [2, 5],
+        "steps": [4000, 9000],
+        "sessions": [{"at": "19:30", "jitter_minutes": 60, "steal_chance": 0.2}],
+        "activities": [
+            {
+                "kind": "metro",
+                "per_day": 2,
+                "days": "weekdays",
+                "chance": 0.9,
+                "at": ["08:10", "18:20"],
+            }
+        ],
+        "redeems": {"cost_g": 500, "per_day": 2},
+    },
 }
 
 
@@ -267,7 +295,7 @@ def parse_personas(
 
 
 def default_personas() -> dict[str, PersonaSpec]:
-    """The built-in population: walker, commuter, shopper, hoarder, early_bird."""
+    """The built-in population: walker, commuter, shopper, hoarder, early_bird, redeemer."""
     return parse_personas({})
 
 

@@ -65,6 +65,9 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
         "watering_given_per_day_g": _grams(totals.water_given_g / player_days),
         "watering_received_per_day_g": _grams(totals.water_received_g / player_days),
         "cap_hit_rate": _share(totals.capped_player_days, player_days),
+        "redeemed_per_day_g": _grams(totals.redeemed_g / player_days),
+        "redemptions_per_player": round(totals.redemptions / players, 3),
+        "redemptions_refused": totals.redemptions_refused,
         "caps": {
             kind: {
                 "events": k.events,
@@ -86,10 +89,15 @@ def persona_summary(totals: PersonaTotals) -> dict[str, Any]:
             "live_at_end": totals.live_at_end_g,
             "watering_given": totals.water_given_g,
             "planted": totals.trees * SAXAUL_G,
+            "redeemed": totals.redeemed_g,
             "balance_at_end": totals.balance_at_end_g,
         },
         "series": {
             "energy_per_day_g": [_grams(g / players) for g in totals.minted_by_day],
+            "collected_per_day_g": [_grams(g / players) for g in totals.collected_by_day],
+            "stolen_per_day_g": [_grams(g / players) for g in totals.stolen_by_day],
+            "expired_per_day_g": [_grams(g / players) for g in totals.expired_by_day],
+            "redeemed_per_day_g": [_grams(g / players) for g in totals.redeemed_by_day],
             "gathered_cumulative_g": cumulative,
         },
     }
@@ -190,6 +198,7 @@ _COLUMNS: list[tuple[str, str, Any]] = [
     ("taken / day", "taken_from_friends_per_day_g", _g),
     ("expired / day", "expired_per_day_g", _g),
     ("cap-hit days", "cap_hit_rate", _pct),
+    ("rewards / day", "redeemed_per_day_g", _g),
 ]
 
 

@@ -1,0 +1,1 @@
+"""Campaigns: time-boxed goals users donate energy to (a layer beside planting and rewards)."""
