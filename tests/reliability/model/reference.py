@@ -216,6 +216,9 @@ class Model:
     expired: int = 0
     # what the current step should move: account key → grams (see Checker)
     delta: dict[str, int] = field(default_factory=dict)
+    # indexes, so a long run stays fast: balls by owner, and the balls still holding energy
+    by_owner: dict[str, list[Ball]] = field(default_factory=dict)
+    holding: dict[int, Ball] = field(default_factory=dict)
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -238,9 +241,14 @@ class Model:
     def ball_change(self, ball: Ball, grams: int) -> None:
         ball.remaining += grams
         self.move(f"ball:{ball.id}", grams)
+        if ball.remaining == 0:
+            self.holding.pop(id(ball), None)
 
     def new_ball(self, ball: Ball) -> None:
         self.balls[ball.id] = ball
+        self.by_owner.setdefault(ball.owner, []).append(ball)
+        if ball.remaining > 0:
+            self.holding[id(ball)] = ball
         self.move(f"ball:{ball.id}", ball.remaining)
 
     def mint(self, grams: int) -> None:
@@ -378,7 +386,7 @@ class Model:
     # --- collecting --------------------------------------------------------------------------------
 
     def own_balls(self, user: str) -> list[Ball]:
-        return sorted((b for b in self.balls.values() if b.owner == user), key=lambda b: b.id)
+        return sorted(self.by_owner.get(user, []), key=lambda b: b.id)
 
     def collect_status(self, ball: Ball | None, user: str) -> str:
         if ball is None or ball.owner != user:
@@ -410,6 +418,7 @@ class Model:
     def expire_ball(self, ball: Ball) -> None:
         grams = ball.remaining
         ball.booked_expired = True
+        self.holding.pop(id(ball), None)
         if grams:
             self.ball_change(ball, -grams)
             self.expired += grams
@@ -419,7 +428,7 @@ class Model:
 
     def check_conservation(self) -> None:
         balances = sum(u.balance for u in self.users.values())
-        in_balls = sum(b.remaining for b in self.balls.values())
+        in_balls = sum(b.remaining for b in self.holding.values())
         assert self.minted == balances + in_balls + self.burned + self.expired, (
             "model: minted != balances + balls + burned + expired",
             self.minted,
@@ -430,7 +439,7 @@ class Model:
         )
         for u in self.users.values():
             assert u.balance >= 0, ("model: negative balance", u.id)
-        for b in self.balls.values():
+        for b in self.holding.values():
             assert b.remaining >= 0, ("model: negative ball", b.id)
             assert b.stolen <= friends_cap(b.amount), ("model: ball over-taken", b.id)
 
