@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DEVSTAMP := $(VENV)/.installed-dev
 
-.PHONY: run test test-browser screenshots client-check lint lint-deploy format bench clean
+.PHONY: run test test-browser screenshots client-check lint lint-deploy format bench soak-model clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,15 @@ format: $(DEVSTAMP)
 
 bench: $(DEVSTAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# the model-checked economy for any seed and length (docs/reliability.md); SEEDS=n runs n seeds
+# from SEED on; CHECK_EVERY=n runs the full ledger check every n steps (the cheap checks: every step)
+SEED ?= 1
+STEPS ?= 10000
+SEEDS ?= 1
+CHECK_EVERY ?= 100
+soak-model: $(DEVSTAMP)  ## make soak-model SEED=7 STEPS=100000
+	$(BIN)/python -m tests.reliability.model --seed $(SEED) --steps $(STEPS) --seeds $(SEEDS) --check-every $(CHECK_EVERY) --progress 1000 --stats $(ARGS)
 
 clean:
 	rm -rf $(VENV) .canopy-test .pytest_cache .mypy_cache .ruff_cache

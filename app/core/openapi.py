@@ -160,8 +160,67 @@ def operation_id(route: Any) -> str:
     return camel_case(getattr(route, "name", "") or route.endpoint.__name__)
 
 
+# Errors are RFC 9457 problem+json (app.core.errors); a 422 adds the ``errors`` list. FastAPI
+# documents its own ``HTTPValidationError`` as application/json instead: replaced below, so the
+# document says what the API answers (schemathesis checks every response against it).
+PROBLEM_SCHEMAS: dict[str, Any] = {
+    "ProblemError": {
+        "title": "ProblemError",
+        "type": "object",
+        "required": ["loc", "msg"],
+        "properties": {
+            # a request field's path (["body", "handle"]); a rules file's dotted key path
+            "loc": {
+                "anyOf": [
+                    {
+                        "type": "array",
+                        "items": {"anyOf": [{"type": "string"}, {"type": "integer"}]},
+                    },
+                    {"type": "string"},
+                ]
+            },
+            "msg": {"type": "string"},
+            "type": {"type": "string"},
+        },
+    },
+    "Problem": {
+        "title": "Problem",
+        "description": "RFC 9457 problem details; ``code`` is the machine-readable error.",
+        "type": "object",
+        "required": ["type", "title", "status", "detail", "code"],
+        "properties": {
+            "type": {"type": "string"},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "code": {"type": "string"},
+            "errors": {"type": "array", "items": {"$ref": "#/components/schemas/ProblemError"}},
+        },
+    },
+}
+_PROBLEM_CONTENT = {
+    "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+}
+
+
+def problem_responses(schema: dict[str, Any]) -> None:
+    """Document every 422 as ``application/problem+json`` (the :data:`PROBLEM_SCHEMAS`)."""
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            response = (
+                operation.get("responses", {}).get("422") if isinstance(operation, dict) else None
+            )
+            if response is not None:
+                response["content"] = dict(_PROBLEM_CONTENT)
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    schemas.update(PROBLEM_SCHEMAS)
+
+
 def tag_by_audience(app: FastAPI) -> None:
-    """Give every operation in ``app``'s OpenAPI document its audience as its only tag."""
+    """Give every operation in ``app``'s OpenAPI document its audience as its only tag (and
+    its error responses as problem+json, :func:`problem_responses`)."""
     build: Callable[[], dict[str, Any]] = app.openapi
 
     def openapi() -> dict[str, Any]:
@@ -171,6 +230,7 @@ def tag_by_audience(app: FastAPI) -> None:
                 if isinstance(operation, dict) and "operationId" in operation:
                     operation["tags"] = [audience(path)]
         schema["tags"] = AUDIENCES
+        problem_responses(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -122,12 +122,14 @@ def minting() -> str:
     )
     at = "[w.i + 1]"
     return f"""
-    known AS MATERIALIZED (  -- recorded before (same source and id): the original answer
+    known AS MATERIALIZED (  -- recorded before (same source and id): the original answer,
+        -- whatever the event would get now (a retry after the time window closed, or after the
+        -- partner lost the kind, is still a duplicate: it was minted once)
         SELECT v.n, r.kind, r.energy_g, r.ball_id, r.rules_version
         FROM (
             SELECT array_agg(user_id ORDER BY n) AS users, array_agg(source ORDER BY n) AS sources,
                    array_agg(external_id ORDER BY n) AS ids
-            FROM valued WHERE reject IS NULL
+            FROM valued
         ) AS a
         CROSS JOIN LATERAL canopy_recorded_activities(a.users, a.sources, a.ids) AS r
         JOIN valued v ON v.user_id = r.user_id AND v.source = r.source
@@ -294,7 +296,8 @@ def minting() -> str:
         UNION ALL
         SELECT n, kind, 'duplicate', energy_g, ball_id, NULL, rules_version FROM known
         UNION ALL
-        SELECT n, kind, 'rejected', 0, NULL, reject, version FROM valued WHERE reject IS NOT NULL
+        SELECT n, kind, 'rejected', 0, NULL, reject, version FROM valued v
+        WHERE reject IS NOT NULL AND NOT EXISTS (SELECT 1 FROM known k WHERE k.n = v.n)
     )"""  # noqa: S608 (composed from this module's constant parts)
 
 

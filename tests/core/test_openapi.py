@@ -84,3 +84,19 @@ class TestAudienceTags:
 
     def test_console_pages_stay_out_of_the_document(self, document: dict[str, Any]) -> None:
         assert not [p for p in document["paths"] if p.startswith("/console")]
+
+
+class TestErrorResponses:
+    def test_every_422_is_documented_as_problem_json(self, document: dict[str, Any]) -> None:
+        # the API answers RFC 9457 problem+json, never FastAPI's {"detail": [...]}
+        documented = [
+            (m, p, op["responses"]["422"])
+            for m, p, op in operations(document)
+            if "422" in op["responses"]
+        ]
+        assert documented
+        for method, path, response in documented:
+            assert list(response["content"]) == ["application/problem+json"], (method, path)
+        schemas = document["components"]["schemas"]
+        assert "HTTPValidationError" not in schemas
+        assert {"type", "title", "status", "detail", "code"} <= set(schemas["Problem"]["required"])

@@ -77,6 +77,28 @@ class TestReportActivity:
         assert await db_scalar(app, "SELECT count(*) FROM energy_balls") == 1
         assert await db_scalar(app, "SELECT co2e_avoided_g FROM users") == 52
 
+    async def test_a_retry_after_the_window_closed_is_still_a_duplicate(
+        self, client: httpx.AsyncClient, clock: FrozenClock, app: FastAPI
+    ) -> None:
+        # found by the model run: a retry 8 days later answered "rejected: too_old" although
+        # the event had been minted; the event id decides first, the window only for new events
+        alice = await register(client, "alice")
+        sent = event(clock, "r1")
+        first = (await client.post("/v1/activities", json=sent, headers=alice.headers)).json()
+        assert first["status"] == "minted"
+        clock.advance(days=8)
+        again = await client.post("/v1/activities", json=sent, headers=alice.headers)
+        assert again.status_code == 200
+        assert again.json() == first | {"status": "duplicate"}
+        assert await db_scalar(app, "SELECT count(*) FROM energy_balls") == 1
+        # a new event that old is still too old
+        late = await client.post(
+            "/v1/activities",
+            json=event(clock, "r2") | {"occurred_at": sent["occurred_at"]},
+            headers=alice.headers,
+        )
+        assert late.json()["status"] == "rejected" and late.json()["reason"] == "too_old"
+
     async def test_the_same_id_from_two_users_is_two_events(
         self, client: httpx.AsyncClient, clock: FrozenClock
     ) -> None:

@@ -298,6 +298,10 @@ class TestRaces:
         takes = [r["collected_g"] for r in results]
         # 50 takes of 1..8 g want far more than the 40 g friends may have: exactly 40 g go
         assert sum(takes) == 40 and all(g >= 0 for g in takes)
+        # a friend who got nothing is told why (the floor), never "available" (found by the
+        # model run: the status came from the snapshot before the racing takes)
+        statuses = {r["results"][0]["status"] for r in results if not r["collected_g"]}
+        assert statuses <= {"insufficient"}, statuses
         async with app.state.engine.connect() as conn:
             per_thief = (
                 await conn.execute(

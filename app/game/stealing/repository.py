@@ -95,6 +95,12 @@ def viewer_status(b: str, *, mine: str, allowed: str, shield: str) -> str:
          ELSE 'available' END"""
 
 
+def still_available(status: str) -> str:
+    """A take's status for a ball it did not take although its snapshot said ``available``:
+    racing takes reached the owner floor (or emptied it) between the snapshot and the lock."""
+    return f"(CASE WHEN ({status}) = 'available' THEN 'insufficient' ELSE ({status}) END)"
+
+
 # --- GET /v1/friends --------------------------------------------------------------------------
 
 
@@ -334,8 +340,13 @@ def _take(which: str, requested: str) -> Statement[TakeRow]:
                     WHEN s.id IS NOT NULL THEN
                         CASE WHEN s.grams <= 0 AND s.next_n <= {allowed} THEN 'insufficient'
                              ELSE 'collected_by_you' END
+                    -- not locked: what the statement's snapshot says of the ball, except that
+                    -- a ball it still shows as available was locked and found emptied by
+                    -- racing takes (the re-check on its newest version dropped it)
                     ELSE {
-            viewer_status("b", mine=my_takes("b", ME), allowed=allowed, shield=shielded(OWNER))
+            still_available(
+                viewer_status("b", mine=my_takes("b", ME), allowed=allowed, shield=shielded(OWNER))
+            )
         }
                END AS status
         FROM head h LEFT JOIN (
