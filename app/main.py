@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from sqlalchemy import text
 
 from app import console
 from app.accounts.endpoints import auth_router, me_router
@@ -63,6 +64,19 @@ from app.rules.service import log_file_sync, sync_rules_file
 logger = logging.getLogger("canopy")
 
 
+def warn_without_autovacuum(setting: str | None) -> bool:
+    """Say so at start when PostgreSQL runs without autovacuum: the ledger, balls and users
+    tables are updated all day, and without it their statistics go stale and their dead rows
+    pile up until hot statements pick bad plans (see docs/operations.md). True if it warned."""
+    if setting == "off":
+        logger.warning(
+            "PostgreSQL runs with autovacuum = off: hot paths slow down as tables grow unless "
+            "VACUUM (ANALYZE) is run on a schedule (docs/operations.md, 'PostgreSQL settings')"
+        )
+        return True
+    return False
+
+
 def create_app(
     settings: Settings | None = None, *, clock: Clock | None = None, run_worker: bool | None = None
 ) -> FastAPI:
@@ -84,6 +98,7 @@ def create_app(
         async with sessionmaker() as session, session.begin():
             log_file_sync(await sync_rules_file(session, rules, clock.now()))
             registry = await load_registry(session)
+            warn_without_autovacuum(await session.scalar(text("SHOW autovacuum")))
         app.state.settings = settings
         app.state.clock = clock
         app.state.keys = Keys.from_settings(settings)

@@ -610,7 +610,7 @@ RECORD_STEPS = Statement(
         CROSS JOIN LATERAL (SELECT d.steps IS NULL OR {_STEPS} > d.steps AS grew) AS g
         WHERE a.verdict IS NULL
     ),
-    due AS MATERIALIZED (  -- an unminted day that is over closes every ended day with it
+    due AS MATERIALIZED (  -- a report for a day that is over closes every ended day
         SELECT row_number() OVER (ORDER BY x.day) AS n, a.user_id, a.tz,
             {region_on("x.day", "a")} AS region, x.day,
             x.steps, {local_midnight_sql("x.day", "a.tz")} AS midnight
@@ -620,7 +620,7 @@ RECORD_STEPS = Statement(
             UNION ALL
             SELECT day, steps FROM days WHERE minted_at IS NULL AND day <> {_DAY}
         ) AS x
-        WHERE {_DAY} < a.today AND EXISTS (SELECT 1 FROM total WHERE minted_at IS NULL)
+        WHERE {_DAY} < a.today
     ),
     {VALUED_DAYS},
     {minting()},

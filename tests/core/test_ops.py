@@ -1,9 +1,17 @@
 from __future__ import annotations
 
+import logging
+
 import httpx
+import pytest
+from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from redis.asyncio import Redis
+from sqlalchemy import text
 
+from app.config import Settings
+from app.core.clock import FrozenClock
+from app.main import create_app, warn_without_autovacuum
 from tests.helpers import assert_problem, register
 
 
@@ -118,3 +126,24 @@ class TestObservability:
         record = json.loads(line)
         assert record["message"] == "hello" and record["request_id"] == "rid-log"
         assert record["level"] == "INFO" and record["user_count"] == 3
+
+
+class TestAutovacuumWarning:
+    async def test_start_warns_exactly_when_the_server_runs_without_autovacuum(
+        self, settings: Settings, clock: FrozenClock, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        caplog.set_level(logging.WARNING, logger="canopy")
+        application = create_app(settings, clock=clock, run_worker=False)
+        async with (
+            LifespanManager(application),
+            application.state.sessionmaker() as session,
+        ):
+            setting = await session.scalar(text("SHOW autovacuum"))
+        warned = any("autovacuum = off" in r.getMessage() for r in caplog.records)
+        assert warned == (setting == "off")
+
+    def test_the_warning_names_the_remedy(self, caplog: pytest.LogCaptureFixture) -> None:
+        caplog.set_level(logging.WARNING, logger="canopy")
+        assert warn_without_autovacuum("off") is True
+        assert "VACUUM (ANALYZE)" in caplog.text
+        assert warn_without_autovacuum("on") is False

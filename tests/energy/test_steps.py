@@ -191,6 +191,20 @@ class TestMintingWhenTheDayEnds:
         await put_steps(client, alice, "2026-11-28", 2_000)  # an ended date: mints every ended day
         assert sorted(b[0] for b in await walking_balls(app, alice)) == [33, 165]
 
+    async def test_a_report_for_a_day_minted_before_still_closes_the_ended_ones(
+        self, client: httpx.AsyncClient, app: FastAPI, clock: FrozenClock
+    ) -> None:
+        # found by the model run (seed 7, step 69,321): the 28th is minted, the 29th has just
+        # ended unminted (no worker, no forest read yet); a higher total for the 28th must
+        # close the 29th like any report of an ended date does
+        alice = await register(client, "alice", timezone="Asia/Shanghai")
+        assert (await put_steps(client, alice, "2026-11-28", 5_000))["status"] == "minted"
+        await put_steps(client, alice, "2026-11-29", 20_000)
+        clock.set(datetime(2026, 11, 30, 9, 0, tzinfo=SHANGHAI))
+        again = await put_steps(client, alice, "2026-11-28", 6_000)
+        assert (again["status"], again["energy_g"]) == ("minted", 82)  # minted before: kept
+        assert sorted(b[0] for b in await walking_balls(app, alice)) == [82, 296]
+
     async def test_the_worker_mints_each_users_day_when_it_ends_locally(
         self,
         client: httpx.AsyncClient,
