@@ -22,8 +22,11 @@ $(DEVSTAMP): pyproject.toml | $(BIN)/python
 run: $(STAMP)  ## serve on the embedded PostgreSQL + Redis (or CANOPY_DATABASE_URL / CANOPY_REDIS_URL)
 	$(BIN)/canopy serve $(ARGS)
 
+# two pytest-xdist workers (each with its own database and Redis database); TEST_WORKERS=0: one process
+TEST_WORKERS ?= 2
+
 test: $(DEVSTAMP)  ## the whole suite on real PostgreSQL + Redis (CANOPY_TEST_*_URL, else embedded)
-	$(BIN)/python -m pytest $(ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) $(ARGS)
 
 test-browser: $(DEVSTAMP)  ## only the console's browser tests (Debian's chromium, Playwright)
 	$(BIN)/python -m pytest -m browser $(ARGS)

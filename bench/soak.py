@@ -3,12 +3,13 @@
 A mixed load at a **fixed arrival rate** (open loop: each request has a scheduled start and its
 latency counts from there, so a slow server cannot slow the clients down and hide it) against
 ``canopy serve --workers 2`` *with* its in-process background worker, for ``--minutes``; every
-``--storm-every`` minutes a 07:00 storm on top (a cohort of users collecting at the same instant,
-and their friends taking). Measured: error rate (5xx and socket errors; business refusals such as
-a watering over its daily limit are 4xx and counted apart), p50/p99 per 10-second window and
-overall, the server's resident memory (the ``canopy serve`` process tree) every 5 seconds; the
-ledger check at the end. Targets: errors < 0.1 %, p99 ≤ 100 ms, RSS growth after warm-up < 10 %,
-ledger ok. Results: ``bench/results/soak-<label>.json`` and a PNG (``--chart``).
+``--storm-every`` minutes a 07:00 storm on top (a cohort of users collecting within
+``--storm-spread`` seconds, and their friends taking). Measured: error rate (5xx and socket
+errors; business refusals such as a watering over its daily limit are 4xx and counted apart),
+p50/p99 per 10-second window and overall, the server's resident memory (the ``canopy serve``
+process tree) every 5 seconds; the ledger check at the end. Targets: errors < 0.1 %, p99 ≤
+100 ms, RSS growth after warm-up < 10 %, ledger ok. Results: ``bench/results/<label>.json``
+and a PNG (``--chart``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ KEEP_ALIVE = 3.0  # seconds an idle client connection is reused (uvicorn's timeo
 USERS = 400
 FRIENDS_EACH = 6  # ring: user i befriends i+1 .. i+6
 STORM_USERS = 150
+# a storm's 300 requests arrive over this many seconds: 100 requests/s on top of the steady
+# rate, nearly doubling it (--storm-spread 0 sends them all at the same instant)
+STORM_SPREAD_S = 3.0
 ERROR_TARGET = 0.001
 P99_TARGET_MS = 100.0
 VACUUM_EVERY_S = 60.0  # autovacuum's own naptime is 60 s
@@ -204,15 +208,16 @@ class Run:
             k += 1
 
     async def storms(
-        self, every: float, until: float, tasks: set[asyncio.Task[None]]
+        self, every: float, spread: float, until: float, tasks: set[asyncio.Task[None]]
     ) -> list[float]:
         """At each storm time: a cohort's balls were made ripe just before (not measured); then
-        every one of them collects at the same instant, and a friend of each takes."""
+        every one of them collects and a friend of each takes, the 300 requests arriving evenly
+        over ``spread`` seconds (their alarms go off within seconds of 07:00; 0: all at once)."""
         at: list[float] = []
         n = 0
         while True:
             when = self.began + every * (n + 1)
-            if when >= until - 5:
+            if when + spread >= until - 5:
                 return at
             cohort = [
                 self.users[(n * STORM_USERS + j) % len(self.users)] for j in range(STORM_USERS)
@@ -222,28 +227,30 @@ class Run:
                 await asyncio.sleep(ready)
             for chunk in range(0, len(cohort), 50):
                 await self.call(self.ripe_batch([u.id for u in cohort[chunk : chunk + 50]]))
-            delay = when - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
             at.append(when - self.began)
-            scheduled = time.perf_counter()
+            storm: list[tuple[str, bytes]] = []
             for j, u in enumerate(cohort):
-                raws = [
-                    ("collect", load.raw_request("POST", "/v1/forest/collect", u.token, b"{}")),
+                friend = self.users[(n * STORM_USERS + j - 1) % len(self.users)]
+                storm.append(
+                    ("collect", load.raw_request("POST", "/v1/forest/collect", u.token, b"{}"))
+                )
+                storm.append(
                     (
                         "take",
                         load.raw_request(
-                            "POST",
-                            fixtures.friend_collect_path(u.id),
-                            self.users[(n * STORM_USERS + j - 1) % len(self.users)].token,
-                            b"{}",
+                            "POST", fixtures.friend_collect_path(u.id), friend.token, b"{}"
                         ),
-                    ),
-                ]
-                for op, raw in raws:
-                    task = asyncio.create_task(self.one(op, raw, scheduled, storm=True))
-                    tasks.add(task)
-                    task.add_done_callback(tasks.discard)
+                    )
+                )
+            gap = spread / len(storm)
+            for k, (op, raw) in enumerate(storm):
+                scheduled = when + k * gap
+                delay = scheduled - time.perf_counter()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                task = asyncio.create_task(self.one(op, raw, scheduled, storm=True))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
             n += 1
 
 
@@ -372,6 +379,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     ap.add_argument(
         "--storm-every", type=float, default=5.0, help="minutes between 07:00 storms (default 5)"
     )
+    ap.add_argument(
+        "--storm-spread",
+        type=float,
+        default=STORM_SPREAD_S,
+        help=f"seconds a storm's requests arrive over (default {STORM_SPREAD_S:g}; 0: at once)",
+    )
     ap.add_argument("--workers", type=int, default=2, help="uvicorn workers (default 2)")
     ap.add_argument("--label", default="soak", help="results go to bench/results/LABEL.json")
     ap.add_argument("--chart", type=Path, help="the PNG (default: bench/results/LABEL.png)")
@@ -433,8 +446,8 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
     api = fixtures.Api(server.base, admin_token)
     print(
         f"# canopy soak (S6): {args.minutes:g} min at {args.rate:g} req/s, storm every "
-        f"{args.storm_every:g} min, {args.workers} workers; {os.cpu_count()} cores, load "
-        f"average {os.getloadavg()[0]:.1f}",
+        f"{args.storm_every:g} min over {args.storm_spread:g} s, {args.workers} workers; "
+        f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}",
         flush=True,
     )
     try:
@@ -462,7 +475,9 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
         tasks: set[asyncio.Task[None]] = set()
         rss: list[tuple[float, int]] = []
         sampler = asyncio.create_task(sample_rss(server.pid, run_.began, until, rss))
-        storms = asyncio.create_task(run_.storms(args.storm_every * 60, until, tasks))
+        storms = asyncio.create_task(
+            run_.storms(args.storm_every * 60, args.storm_spread, until, tasks)
+        )
         progress = asyncio.create_task(_progress(run_, until))
         vacuums: list[tuple[float, float]] = []
         autovacuum = await autovacuum_is_on(dsn)
@@ -512,6 +527,7 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
         "minutes": args.minutes,
         "rate": args.rate,
         "storm_every_minutes": args.storm_every,
+        "storm_spread_s": args.storm_spread,
         "workers": args.workers,
         "cores": os.cpu_count(),
         "load_average_after": os.getloadavg()[0],
