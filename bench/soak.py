@@ -45,6 +45,8 @@ STORM_USERS = 150
 # a storm's 300 requests arrive over this many seconds: 100 requests/s on top of the steady
 # rate, nearly doubling it (--storm-spread 0 sends them all at the same instant)
 STORM_SPREAD_S = 3.0
+STORM_WATCH_S = 3.0  # after a storm's last arrival, how long its waits are still sampled
+WAIT_SAMPLE_S = 0.02
 ERROR_TARGET = 0.001
 P99_TARGET_MS = 100.0
 VACUUM_EVERY_S = 60.0  # autovacuum's own naptime is 60 s
@@ -86,6 +88,9 @@ class Run:
     idle: list[tuple[load.Conn, float]] = field(default_factory=list)
     socket_errors: Counter[str] = field(default_factory=Counter)
     began: float = 0.0
+    dsn: str = ""  # the soak's database: what its backends wait on during storms is sampled
+    storm_waits: Counter[str] = field(default_factory=Counter)
+    storm_samples: int = 0
 
     # --- connections: a pool of keep-alive connections, opened as the load needs them ------------
 
@@ -228,6 +233,10 @@ class Run:
             for chunk in range(0, len(cohort), 50):
                 await self.call(self.ripe_batch([u.id for u in cohort[chunk : chunk + 50]]))
             at.append(when - self.began)
+            if self.dsn:
+                watch = asyncio.create_task(self.watch_waits(when + spread + STORM_WATCH_S))
+                tasks.add(watch)
+                watch.add_done_callback(tasks.discard)
             storm: list[tuple[str, bytes]] = []
             for j, u in enumerate(cohort):
                 friend = self.users[(n * STORM_USERS + j - 1) % len(self.users)]
@@ -252,6 +261,26 @@ class Run:
                 tasks.add(task)
                 task.add_done_callback(tasks.discard)
             n += 1
+
+    async def watch_waits(self, until: float) -> None:
+        """The storm's profile from PostgreSQL's side: every WAIT_SAMPLE_S, what each active
+        backend of the soak's database is doing (a lock wait, I/O, on the CPU, idle in a
+        transaction), summed over the storms: ``storm_waits`` / ``storm_samples`` is the average
+        number of backends in each state."""
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            while time.perf_counter() < until:
+                rows = await conn.fetch(
+                    "SELECT coalesce(wait_event_type || ':' || wait_event, 'CPU') AS what "
+                    "FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND pid <> pg_backend_pid() AND state NOT IN ('idle') "
+                    "AND backend_type = 'client backend'"
+                )
+                self.storm_samples += 1
+                self.storm_waits.update(r["what"] for r in rows)
+                await asyncio.sleep(WAIT_SAMPLE_S)
+        finally:
+            await conn.close()
 
 
 def rss_of_tree(pid: int) -> int:
@@ -465,7 +494,7 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
         await api.mint(
             [(u.id, fixtures.FREE_KIND, None, two_days) for u in users for _ in range(3)]
         )
-        run_ = Run(port, users, item, await api.partner_headers())
+        run_ = Run(port, users, item, await api.partner_headers(), dsn=dsn)
         print(
             f"  setup: {USERS} users, {USERS * FRIENDS_EACH} friendships; load starts", flush=True
         )
@@ -504,6 +533,10 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
         ok = bool(ledger.get("ok"))
         summary = summarize(run_.done, rss, seconds, storm_times)
         summary["socket_errors"] = dict(run_.socket_errors)
+        summary["storm_backends"] = {
+            what: round(n / max(1, run_.storm_samples), 2)
+            for what, n in run_.storm_waits.most_common()
+        }
         summary["autovacuum"] = "on" if autovacuum else f"off; stand-in runs: {vacuums}"
     finally:
         await api.close()
@@ -571,6 +604,7 @@ async def run(args: argparse.Namespace, db: str, redis_url: str) -> int:
         print(f"  errors: {summary['error_kinds']}")
         print(f"  socket errors: {summary['socket_errors']}")
     print(f"  steady p99 by operation (ms): {summary['p99_by_op_ms']}")
+    print(f"  during storms, PostgreSQL backends by state (average): {summary['storm_backends']}")
     print(f"  4xx refusals (business rules, not errors): {summary['refused_4xx']}")
     print(f"  (written to {path.relative_to(context.ROOT)} and {png})")
     return 0 if all(met.values()) else 1

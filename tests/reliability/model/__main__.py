@@ -77,6 +77,7 @@ def main() -> int:
                         full_check_every=args.check_every,
                         shrink_budget=args.shrink_budget,
                         progress_every=args.progress,
+                        announce=lambda text: print(text, flush=True),
                     )
                 )
                 took = time.monotonic() - t0

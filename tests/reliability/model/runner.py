@@ -4,7 +4,7 @@ still fails (delta debugging over the seed's steps), printed with the seed."""
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -20,6 +20,7 @@ from tests.reliability.model.driver import Driver, StepFailed
 from tests.reliability.model.workload import Step, generate
 
 START = datetime(2026, 11, 29, 4, 0, tzinfo=UTC)
+SHORT_PREFIX = 5_000  # failing prefixes up to this long are replayed with every check every step
 
 
 @dataclass
@@ -58,7 +59,11 @@ async def run_steps(
 
 
 async def shrink(
-    servers: TestServers, settings: Settings, steps: list[Step], budget: int = 40
+    servers: TestServers,
+    settings: Settings,
+    steps: list[Step],
+    budget: int = 40,
+    full_check_every: int = 1,
 ) -> list[Step]:
     """Delta debugging: drop chunks of the failing prefix while the run still fails."""
     current = list(steps)
@@ -69,7 +74,7 @@ async def shrink(
         while i < len(current) and tries < budget:
             candidate = current[:i] + current[i + chunk :]
             tries += 1
-            outcome = await run_steps(servers, settings, candidate, full_check_every=1)
+            outcome = await run_steps(servers, settings, candidate, full_check_every)
             if outcome.failure is not None:
                 assert outcome.failed_at is not None
                 current = candidate[: outcome.failed_at + 1]
@@ -102,14 +107,22 @@ async def check_seed(
     full_check_every: int = 1,
     shrink_budget: int = 40,
     progress_every: int = 0,
+    announce: Callable[[str], None] | None = None,
 ) -> tuple[Outcome, str | None]:
-    """Run a seed; on failure shrink it and return the printable report."""
+    """Run a seed; on failure shrink it and return the printable report. ``announce`` is told
+    the failure at once, before shrinking (which replays the failing prefix many times: on a long
+    run that takes a while)."""
     steps = generate(seed, count)
     outcome = await run_steps(servers, settings, steps, full_check_every, progress_every)
     if outcome.failure is None:
         return outcome, None
     assert outcome.failed_at is not None
+    if announce is not None:
+        announce(report(seed, outcome, None) + "\nshrinking ...")
     shortest = None
     if shrink_budget:
-        shortest = await shrink(servers, settings, steps[: outcome.failed_at + 1], shrink_budget)
+        prefix = steps[: outcome.failed_at + 1]
+        # replays of a long prefix check the whole ledger as often as the run did, not every step
+        every = 1 if len(prefix) <= SHORT_PREFIX else full_check_every
+        shortest = await shrink(servers, settings, prefix, shrink_budget, every)
     return outcome, report(seed, outcome, shortest)
