@@ -507,7 +507,7 @@ class Driver:
         me = self.pick(self.live(), a)
         if me is None:
             return
-        mine = sorted(x for x, y in [(bb, ab) for ab, bb in m.blocks] if y == me.id)
+        mine = m.in_order(x for x, y in [(bb, ab) for ab, bb in m.blocks] if y == me.id)
         other = self.pick(mine or list(m.users), b)
         r = await self.call("DELETE", f"/v1/blocks/{other}", me.token)
         if (me.id, other) in m.blocks:
@@ -1045,7 +1045,7 @@ class Driver:
                 assert p.order is not None, ("a reserved planting was not cut", p)
         if not self.orders:
             return
-        order_id = self.pick(sorted(self.orders), o)
+        order_id = self.pick(list(self.orders), o)  # in the order they were cut
         r = await self.call(
             "POST",
             f"/admin/v1/orders/{order_id}/cancel",
@@ -1190,7 +1190,7 @@ class Driver:
             and b.amount >= 20
             and not m.users[b.owner].card("shield", now)
         ]
-        ball = self.pick(sorted(candidates, key=lambda b: b.id), a)
+        ball = self.pick(sorted(candidates, key=lambda b: b.seq), a)
         if ball is None:
             return
         owner = m.users[ball.owner]

@@ -10,6 +10,7 @@ bounds and then adopted from the app's answer; everything else is predicted exac
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import ROUND_FLOOR, Decimal
@@ -136,6 +137,9 @@ class Ball:
     stolen: int = 0
     booked_expired: bool = False
     takes: dict[str, int] = field(default_factory=dict)  # collector → times taken
+    # the order the model learned of it: picks go by this, not by the app's random ids, so a
+    # seed's steps choose the same balls on every run
+    seq: int = 0
 
     def live(self, now: datetime) -> bool:
         return self.remaining > 0 and not self.booked_expired and self.expires_at > now
@@ -228,8 +232,14 @@ class Model:
     def are_friends(self, a: str, b: str) -> bool:
         return frozenset((a, b)) in self.friends
 
+    def in_order(self, ids: Iterable[str]) -> list[str]:
+        """User ids in the order they registered (the app's ids are random: sorting by them
+        would pick other people on another run of the same seed)."""
+        rank = {uid: n for n, uid in enumerate(self.users)}
+        return sorted(ids, key=lambda uid: rank.get(uid, len(rank)))
+
     def friends_of(self, a: str) -> list[str]:
-        return sorted(next(iter(p - {a})) for p in self.friends if a in p)
+        return self.in_order(next(iter(p - {a})) for p in self.friends if a in p)
 
     def move(self, key: str, grams: int) -> None:
         self.delta[key] = self.delta.get(key, 0) + grams
@@ -245,6 +255,7 @@ class Model:
             self.holding.pop(id(ball), None)
 
     def new_ball(self, ball: Ball) -> None:
+        ball.seq = len(self.balls)
         self.balls[ball.id] = ball
         self.by_owner.setdefault(ball.owner, []).append(ball)
         if ball.remaining > 0:
@@ -386,7 +397,7 @@ class Model:
     # --- collecting --------------------------------------------------------------------------------
 
     def own_balls(self, user: str) -> list[Ball]:
-        return sorted(self.by_owner.get(user, []), key=lambda b: b.id)
+        return sorted(self.by_owner.get(user, []), key=lambda b: b.seq)
 
     def collect_status(self, ball: Ball | None, user: str) -> str:
         if ball is None or ball.owner != user:
