@@ -96,6 +96,12 @@ class Pg:
             dsn,
             min_size=min_size,
             max_size=max_size,
+            # keep the connections a peak opened: asyncpg closes one idle for 300 s by default,
+            # and its pool hands out the most recently used first, so between the 07:00 storms
+            # the extra ones sat idle, were closed, and the next storm opened and prepared them
+            # again (S6: storms 5 min apart alternated between ~20 ms and 0.4-2.7 s p99). They
+            # are within the process's connection budget (app/core/pools.py) either way.
+            max_inactive_connection_lifetime=0,
             # hot statements leave no session state (no SET, LISTEN or advisory locks), so the
             # reset query asyncpg runs on every release would be a wasted round trip
             reset=_no_reset,

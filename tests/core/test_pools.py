@@ -138,3 +138,25 @@ class TestBudgetUnderLoad:
                     await asyncio.sleep(0.01)
                 await task
         assert 2 <= peak <= plan.per_process, peak
+
+
+class TestHotPoolKeepsItsPeak:
+    async def test_connections_a_burst_opened_stay_open_when_idle(
+        self, test_servers: TestServers
+    ) -> None:
+        """asyncpg closes a connection idle for 300 s unless told not to. The hot pool must
+        keep the connections a 07:00 storm opened, or the next storm opens and prepares them
+        all again (S6, docs/performance.md)."""
+        from app.core.sql import Pg
+
+        pg = await Pg.connect(_plain_dsn(test_servers.database_url), min_size=1, max_size=4)
+        try:
+            # a burst: four connections at once
+            held = [await pg.pool.acquire() for _ in range(4)]
+            for conn in held:
+                await pg.pool.release(conn)
+            assert pg.pool.get_size() == 4
+            # asyncpg's idle timeout for the pool; 0 (off) is the only value that keeps them
+            assert pg.pool._max_inactive_connection_lifetime == 0
+        finally:
+            await pg.pool.close()
