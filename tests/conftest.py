@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -89,8 +90,8 @@ def drop_database(servers: TestServers, url: str) -> None:
 
 def _worker() -> int:
     """This process's number under pytest-xdist (``make test`` runs two): 0 without it."""
-    name = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
-    return int(name.removeprefix("gw")) if name.removeprefix("gw").isdigit() else 0
+    number = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    return int(number) if number.isdigit() else 0
 
 
 def _redis_for_worker(url: str, worker: int) -> str:
@@ -174,6 +175,7 @@ TRUNCATE_EVERY = 50
 _cleans = 0
 
 
+@functools.cache
 def _clean_statements() -> tuple[str, str]:
     tables = [f'"{t.name}"' for t in metadata.sorted_tables]
     truncate = f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"
